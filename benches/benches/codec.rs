@@ -1,0 +1,2 @@
+//! Codec throughput beside amq-protocol (filled in below).
+fn main() {}
