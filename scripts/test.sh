@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a real RabbitMQ, which it installs and starts first
+# if needed. This is the README's test command, and .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/rabbitmq.sh
+
+# The peer crates used only for comparison (amq-protocol, lapin, amqprs) live in `benches`,
+# which is left out here so that the suite does not have to build them.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --exclude benches --no-fail-fast
+else
+  echo "test.sh: cargo-nextest not found; using cargo test"
+  cargo test --workspace --exclude benches --no-fail-fast --lib --bins --tests --examples
+fi
+# nextest does not run doctests; the API's runnable examples are tests too.
+cargo test --workspace --exclude benches --doc
