@@ -121,6 +121,8 @@ pub enum FramePayload<'a> {
 /// `frame_max` is the negotiated limit on a whole frame (header, payload, end octet). A larger
 /// announced size fails as soon as the 7-byte header is in, so no caller buffers for it.
 /// A server's protocol header in place of a frame fails with `ProtocolMismatch`.
+/// The spec's "0 means no limit" is the caller's to map to a size it is willing to buffer;
+/// here 0 admits no frame at all.
 pub fn parse_raw_frame(input: &[u8], frame_max: u32) -> Result<Parsed<RawFrame<'_>>, DecodeError> {
     let Some(&first) = input.first() else {
         return Ok(Parsed::incomplete(FRAME_HEADER_SIZE));
