@@ -9,7 +9,6 @@
 //! frames only. Exits non-zero if any frame fails, after a last line
 //! `files: N, frames: N, failed: N`.
 
-
 use std::process::ExitCode;
 
 use amqp_codec::{BasicProperties, Frame, FramePayload, Parsed, ProtocolHeader, parse_frame};

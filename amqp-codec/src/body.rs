@@ -11,7 +11,7 @@ use crate::frame::{FRAME_END, FRAME_OVERHEAD, FrameType, check_frame_size, frame
 use crate::ids::ChannelId;
 use crate::method::AmqpMethod;
 use crate::primitives::{Sizer, Writer};
-use crate::properties::{BASIC_CLASS, BasicProperties, ContentHeader};
+use crate::properties::{BASIC_CLASS, BasicProperties};
 
 /// The pieces a body of `len` bytes is cut into for `frame_max`: byte ranges of the body,
 /// each a body frame's payload. An empty body has no body frames.
@@ -82,13 +82,7 @@ pub fn encode_content<'a, M: AmqpMethod<'a>>(
     method.size(&mut s)?;
     let method_len = s.len;
     check_frame_size(method_len, frame_max)?;
-    let header = ContentHeader {
-        class_id: BASIC_CLASS,
-        weight: 0,
-        body_size: body.len() as u64,
-        properties: properties.clone(),
-    };
-    let header_len = header.encoded_len()?;
+    let header_len = properties.header_payload_len()?;
     check_frame_size(header_len, frame_max)?;
     let chunks = body_chunks(body.len(), frame_max)?;
     out.reserve(method_len + header_len + body.len() + FRAME_OVERHEAD * (2 + chunks.len()));
@@ -101,7 +95,7 @@ pub fn encode_content<'a, M: AmqpMethod<'a>>(
     out.put_u8(FRAME_END);
 
     out.put_slice(&frame_header(FrameType::Header, channel, header_len));
-    header.write(out);
+    properties.write_header_payload(BASIC_CLASS, 0, body.len() as u64, out);
     out.put_u8(FRAME_END);
 
     for range in chunks {

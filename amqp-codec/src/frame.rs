@@ -123,6 +123,7 @@ pub enum FramePayload<'a> {
 /// A server's protocol header in place of a frame fails with `ProtocolMismatch`.
 /// The spec's "0 means no limit" is the caller's to map to a size it is willing to buffer;
 /// here 0 admits no frame at all.
+#[inline]
 pub fn parse_raw_frame(input: &[u8], frame_max: u32) -> Result<Parsed<RawFrame<'_>>, DecodeError> {
     let Some(&first) = input.first() else {
         return Ok(Parsed::incomplete(FRAME_HEADER_SIZE));
@@ -133,10 +134,10 @@ pub fn parse_raw_frame(input: &[u8], frame_max: u32) -> Result<Parsed<RawFrame<'
     let Some(kind) = FrameType::from_octet(first) else {
         return Err(DecodeError::new(DecodeErrorKind::UnknownFrameType(first), 0));
     };
-    let (channel, size) = match header_fields(input) {
-        Ok((_, fields)) => fields,
-        Err(_) => return Ok(Parsed::incomplete(FRAME_HEADER_SIZE - input.len())),
+    let Some(&[_, c0, c1, s0, s1, s2, s3]) = input.first_chunk::<FRAME_HEADER_SIZE>() else {
+        return Ok(Parsed::incomplete(FRAME_HEADER_SIZE - input.len()));
     };
+    let (channel, size) = (u16::from_be_bytes([c0, c1]), u32::from_be_bytes([s0, s1, s2, s3]));
     let total = u64::from(size) + FRAME_OVERHEAD as u64;
     if total > u64::from(frame_max) {
         return Err(DecodeError::new(DecodeErrorKind::FrameTooLarge { size: total, max: frame_max }, 3));
@@ -157,16 +158,6 @@ pub fn parse_raw_frame(input: &[u8], frame_max: u32) -> Result<Parsed<RawFrame<'
     Ok(Parsed::Complete { value: RawFrame { kind, channel: ChannelId(channel), payload }, consumed: total })
 }
 
-/// Channel and size from a header whose type octet was already checked; nom's streaming
-/// parsers fail with `Incomplete` on a short header.
-fn header_fields(input: &[u8]) -> nom::IResult<&[u8], (u16, u32)> {
-    use nom::number::streaming::{be_u16, be_u32};
-    let (rest, _) = nom::bytes::streaming::take(1usize)(input)?;
-    let (rest, channel) = be_u16(rest)?;
-    let (rest, size) = be_u32(rest)?;
-    Ok((rest, (channel, size)))
-}
-
 fn protocol_mismatch<T>(input: &[u8]) -> Result<Parsed<T>, DecodeError> {
     match ProtocolHeader::parse(input)? {
         Parsed::Incomplete { needed } => Ok(Parsed::Incomplete { needed }),
@@ -184,6 +175,7 @@ fn protocol_mismatch<T>(input: &[u8]) -> Result<Parsed<T>, DecodeError> {
 
 impl<'a> RawFrame<'a> {
     /// Decodes the payload. Error offsets count from the start of the frame.
+    #[inline]
     pub fn decode(&self) -> Result<Frame<'a>, DecodeError> {
         let payload = match self.kind {
             FrameType::Method => FramePayload::Method(Method::parse(self.payload, FRAME_HEADER_SIZE)?),
@@ -209,6 +201,7 @@ impl<'a> RawFrame<'a> {
 /// }
 /// assert!(matches!(parse_frame(&heartbeat[..5], 4096), Ok(Parsed::Incomplete { .. })));
 /// ```
+#[inline]
 pub fn parse_frame(input: &[u8], frame_max: u32) -> Result<Parsed<Frame<'_>>, DecodeError> {
     Ok(match parse_raw_frame(input, frame_max)? {
         Parsed::Complete { value, consumed } => Parsed::Complete { value: value.decode()?, consumed },

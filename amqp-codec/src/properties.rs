@@ -98,6 +98,7 @@ const fn flag(index: u32) -> u16 {
 
 impl<'a> ContentHeader<'a> {
     /// Parses a content header payload that began `base` bytes into the caller's input.
+    #[inline]
     pub fn parse(payload: &'a [u8], base: usize) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload, base);
         let class_at = r.offset();
@@ -114,42 +115,33 @@ impl<'a> ContentHeader<'a> {
 
     /// Encoded payload size; fails on a property that cannot be encoded.
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
-        let mut s = Sizer::new();
-        s.fixed(12);
-        self.properties.size(&mut s)?;
-        Ok(s.len)
+        self.properties.header_payload_len()
     }
 
     /// Writes the payload; call only after `encoded_len` succeeded.
     pub(crate) fn write(&self, out: &mut BytesMut) {
-        let mut w = Writer::new(out);
-        w.u16(self.class_id.0);
-        w.u16(self.weight);
-        w.u64(self.body_size);
-        self.properties.write(&mut w);
+        self.properties.write_header_payload(self.class_id, self.weight, self.body_size, out)
     }
 }
 
 impl<'a> BasicProperties<'a> {
     /// The property-flag word for the properties present.
     pub fn flags(&self) -> u16 {
-        let present = [
-            self.content_type.is_some(),
-            self.content_encoding.is_some(),
-            self.headers.is_some(),
-            self.delivery_mode.is_some(),
-            self.priority.is_some(),
-            self.correlation_id.is_some(),
-            self.reply_to.is_some(),
-            self.expiration.is_some(),
-            self.message_id.is_some(),
-            self.timestamp.is_some(),
-            self.kind.is_some(),
-            self.user_id.is_some(),
-            self.app_id.is_some(),
-            self.cluster_id.is_some(),
-        ];
-        present.iter().enumerate().filter(|(_, p)| **p).fold(0, |f, (i, _)| f | flag(i as u32))
+        let bit = |present: bool, index: u32| if present { flag(index) } else { 0 };
+        bit(self.content_type.is_some(), 0)
+            | bit(self.content_encoding.is_some(), 1)
+            | bit(self.headers.is_some(), 2)
+            | bit(self.delivery_mode.is_some(), 3)
+            | bit(self.priority.is_some(), 4)
+            | bit(self.correlation_id.is_some(), 5)
+            | bit(self.reply_to.is_some(), 6)
+            | bit(self.expiration.is_some(), 7)
+            | bit(self.message_id.is_some(), 8)
+            | bit(self.timestamp.is_some(), 9)
+            | bit(self.kind.is_some(), 10)
+            | bit(self.user_id.is_some(), 11)
+            | bit(self.app_id.is_some(), 12)
+            | bit(self.cluster_id.is_some(), 13)
     }
 
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
@@ -169,6 +161,7 @@ impl<'a> BasicProperties<'a> {
             more = word & CONTINUATION != 0;
         }
         let has = |i: u32| flags & flag(i) != 0;
+        #[inline(always)]
         fn opt<'a, T: Field<'a>>(r: &mut Reader<'a>, present: bool) -> Result<Option<T>, DecodeError> {
             if present { T::read(r).map(Some) } else { Ok(None) }
         }
@@ -188,6 +181,24 @@ impl<'a> BasicProperties<'a> {
             app_id: opt(r, has(12))?,
             cluster_id: opt(r, has(13))?,
         })
+    }
+
+    /// Size of a content header payload carrying these properties.
+    pub(crate) fn header_payload_len(&self) -> Result<usize, EncodeError> {
+        let mut s = Sizer::new();
+        s.fixed(12);
+        self.size(&mut s)?;
+        Ok(s.len)
+    }
+
+    /// Writes a content header payload carrying these properties, without copying them into
+    /// a `ContentHeader` first (the publish hot path).
+    pub(crate) fn write_header_payload(&self, class_id: ClassId, weight: u16, body_size: u64, out: &mut BytesMut) {
+        let mut w = Writer::new(out);
+        w.u16(class_id.0);
+        w.u16(weight);
+        w.u64(body_size);
+        self.write(&mut w);
     }
 
     fn size(&self, s: &mut Sizer) -> Result<(), EncodeError> {

@@ -33,17 +33,21 @@ impl ProtocolHeader {
     /// assert_eq!(parsed, Parsed::Complete { value: ProtocolHeader::AMQP_0_9_1, consumed: 8 });
     /// ```
     pub fn parse(input: &[u8]) -> Result<Parsed<ProtocolHeader>, DecodeError> {
-        let Some(bytes) = input.first_chunk::<8>() else {
-            if !b"AMQP".starts_with(&input[..input.len().min(4)]) {
-                return Err(DecodeError::new(DecodeErrorKind::BadProtocolHeader, 0));
+        use nom::bytes::streaming::tag;
+        use nom::number::streaming::be_u8;
+        use nom::{Parser, sequence::preceded};
+        let mut header = preceded(tag(&b"AMQP"[..]), (be_u8, be_u8, be_u8, be_u8));
+        let parsed: nom::IResult<&[u8], _> = header.parse(input);
+        match parsed {
+            Ok((_, (protocol_id, major, minor, revision))) => {
+                Ok(Parsed::Complete { value: ProtocolHeader { protocol_id, major, minor, revision }, consumed: 8 })
             }
-            return Ok(Parsed::incomplete(8 - input.len()));
-        };
-        if &bytes[..4] != b"AMQP" {
-            return Err(DecodeError::new(DecodeErrorKind::BadProtocolHeader, 0));
+            // nom asks for the next piece only; the header's size is known, so ask for all of it.
+            Err(nom::Err::Incomplete(_)) => Ok(Parsed::incomplete(8 - input.len().min(7))),
+            Err(nom::Err::Error(_) | nom::Err::Failure(_)) => {
+                Err(DecodeError::new(DecodeErrorKind::BadProtocolHeader, 0))
+            }
         }
-        let [_, _, _, _, protocol_id, major, minor, revision] = *bytes;
-        Ok(Parsed::Complete { value: ProtocolHeader { protocol_id, major, minor, revision }, consumed: 8 })
     }
 
     /// The header's bytes.
