@@ -65,3 +65,40 @@ impl From<&DecodeError> for ConnectionError {
         ConnectionError::ProtocolViolation { code: err.reply_code(), reason: err.to_string() }
     }
 }
+
+/// Why a channel ended, or why a request on it failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The broker closed the channel (404, 406, 403, 405, ...).
+    #[error("broker closed the channel: {code} {text}")]
+    ClosedByBroker {
+        /// The broker's reply code.
+        code: ReplyCode,
+        /// The broker's explanation.
+        text: String,
+        /// The method that caused it, if the broker named one.
+        method: Option<(ClassId, MethodId)>,
+    },
+    /// The client closed the channel.
+    #[error("channel closed by this client: {code} {text}")]
+    ClosedByClient {
+        /// The reply code sent.
+        code: ReplyCode,
+        /// The text sent.
+        text: String,
+    },
+    /// The channel is not open (never opened, or already closed).
+    #[error("channel {0} is not open")]
+    NotOpen(u16),
+    /// No channel number is free below channel_max.
+    #[error("all {0} channels are in use")]
+    NoFreeChannel(u16),
+    /// The request is not one this channel can send (bad bytes from the API layer, a method of
+    /// another channel, a connection-level method).
+    #[error("not a request for this channel: {0}")]
+    BadRequest(String),
+    /// The connection ended.
+    #[error("the connection is gone: {0}")]
+    Connection(#[from] ConnectionError),
+}
