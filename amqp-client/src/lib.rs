@@ -4,6 +4,8 @@
 //! The core is being built piece by piece (see the project's issue on the client): the
 //! handshake, tuning, SASL and heartbeat logic are here and tested with scripted frames.
 
+pub mod api;
 pub mod core;
+pub mod driver;
 
 pub use amqp_codec as codec;

@@ -77,6 +77,29 @@ pub fn encode_content<'a, M: AmqpMethod<'a>>(
     frame_max: u32,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    let chunks = body_chunks(body.len(), frame_max)?;
+    let bodies = body.len() + FRAME_OVERHEAD * chunks.len();
+    encode_content_prefix(channel, method, properties, body.len() as u64, frame_max, bodies, out)?;
+    for range in chunks {
+        out.put_slice(&frame_header(FrameType::Body, channel, range.len()));
+        out.put_slice(&body[range]);
+        out.put_u8(FRAME_END);
+    }
+    Ok(())
+}
+
+/// Appends a message's method frame and content header, for a body of `body_size` bytes that
+/// the caller frames itself (with [`body_chunks`]) and may send without copying. `reserve_more`
+/// is added to the reservation, for what the caller appends next.
+pub fn encode_content_prefix<'a, M: AmqpMethod<'a>>(
+    channel: ChannelId,
+    method: &M,
+    properties: &BasicProperties<'_>,
+    body_size: u64,
+    frame_max: u32,
+    reserve_more: usize,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let mut s = Sizer::new();
     s.fixed(4);
     method.size(&mut s)?;
@@ -84,8 +107,7 @@ pub fn encode_content<'a, M: AmqpMethod<'a>>(
     check_frame_size(method_len, frame_max)?;
     let header_len = properties.header_payload_len()?;
     check_frame_size(header_len, frame_max)?;
-    let chunks = body_chunks(body.len(), frame_max)?;
-    out.reserve(method_len + header_len + body.len() + FRAME_OVERHEAD * (2 + chunks.len()));
+    out.reserve(method_len + header_len + 2 * FRAME_OVERHEAD + reserve_more);
 
     out.put_slice(&frame_header(FrameType::Method, channel, method_len));
     let mut w = Writer::new(out);
@@ -95,13 +117,7 @@ pub fn encode_content<'a, M: AmqpMethod<'a>>(
     out.put_u8(FRAME_END);
 
     out.put_slice(&frame_header(FrameType::Header, channel, header_len));
-    properties.write_header_payload(BASIC_CLASS, 0, body.len() as u64, out);
+    properties.write_header_payload(BASIC_CLASS, 0, body_size, out);
     out.put_u8(FRAME_END);
-
-    for range in chunks {
-        out.put_slice(&frame_header(FrameType::Body, channel, range.len()));
-        out.put_slice(&body[range]);
-        out.put_u8(FRAME_END);
-    }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub mod properties;
 pub mod protocol_header;
 pub mod table;
 
-pub use body::{BodyChunks, body_chunks, encode_content};
+pub use body::{BodyChunks, body_chunks, encode_content, encode_content_prefix};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use frame::{
     FRAME_END, FRAME_HEADER_SIZE, FRAME_MIN_SIZE, FRAME_OVERHEAD, Frame, FramePayload, FrameType, Parsed, RawFrame,

@@ -1,0 +1,56 @@
+//! The API's error: every way a call can fail, from a bad URI to a broker's channel close.
+//! Carries the core's typed errors (with their reply codes) rather than prose.
+
+use amqp_codec::{DecodeError, EncodeError};
+
+use super::uri::UriError;
+use crate::core::error::{ChannelError, ConnectionError};
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URI could not be used.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// No endpoint accepted a TCP connection.
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Connect {
+        /// The last endpoint tried.
+        endpoint: String,
+        /// The socket's error.
+        reason: String,
+    },
+    /// The connection failed or ended.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The channel failed or ended, or the request was refused.
+    #[error(transparent)]
+    Channel(ChannelError),
+    /// A value the wire cannot carry (a name over 255 bytes, a frame over frame_max).
+    #[error("cannot encode the request: {0}")]
+    Encode(#[from] EncodeError),
+    /// The broker's reply did not decode.
+    #[error("the broker's reply did not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A delivery of another connection or channel was acknowledged here.
+    #[error("delivery tag {tag} belongs to {owner}, not to this channel")]
+    StaleDelivery {
+        /// The tag.
+        tag: u64,
+        /// Where it came from.
+        owner: String,
+    },
+    /// The broker answered with a method the call did not expect.
+    #[error("unexpected reply {0}")]
+    UnexpectedReply(&'static str),
+}
+
+impl From<ChannelError> for Error {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::Connection(c) => Error::Connection(c),
+            other => Error::Channel(other),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The tokio driver: one task owns the core `Connection` and the socket, and moves bytes,
+//! timers and requests between them. Every protocol decision is the core's; this loop only
+//! reads, writes (vectored: what is queued together goes out in one write), sleeps until the
+//! core's next deadline, and hands events to `waiters.rs`.
+
+pub mod waiters;
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::core::Connection;
+use crate::core::command::Command;
+use amqp_codec::ReplyCode;
+
+use waiters::{Reply, Waiters};
+
+/// A request for the driver: a command for the core and how to answer it.
+#[derive(Debug)]
+pub struct Request {
+    /// The command.
+    pub command: Command,
+    /// How its outcome reaches the caller.
+    pub reply: Reply,
+}
+
+/// The driver stops taking requests while this many bytes wait to be written: a publisher
+/// that outruns the socket waits on the bounded request queue instead of growing memory.
+const HIGH_WATER: usize = 1 << 20;
+/// Free space kept in the read buffer before each read.
+const READ_RESERVE: usize = 64 * 1024;
+/// At most this many chunks go into one vectored write.
+const MAX_IOVECS: usize = 64;
+/// After the core closed, how long queued bytes (a close-ok) may take to go out.
+const FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a connection until it closes. Returns when every waiter has had its answer.
+pub async fn run<S>(mut core: Connection, io: S, mut requests: mpsc::Receiver<Request>, mut waiters: Waiters)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut incoming = BytesMut::with_capacity(READ_RESERVE);
+    let mut outgoing: VecDeque<Bytes> = VecDeque::new();
+    let mut closed_at: Option<Instant> = None;
+    let mut requests_open = true;
+    loop {
+        let now = Instant::now().into_std();
+        while let Some(chunk) = core.poll_transmit(now) {
+            outgoing.push_back(chunk);
+        }
+        while let Some(event) = core.poll_event() {
+            waiters.dispatch(event);
+        }
+        if core.is_closed() {
+            let since = *closed_at.get_or_insert_with(Instant::now);
+            if outgoing.is_empty() || since.elapsed() >= FLUSH_GRACE {
+                break;
+            }
+        }
+        let backlog: usize = outgoing.iter().map(Bytes::len).sum::<usize>() + core.pending_transmit();
+        let deadline = core.poll_timeout().map(Instant::from_std);
+        let grace = closed_at.map(|t| t + FLUSH_GRACE);
+        if incoming.capacity() - incoming.len() < READ_RESERVE / 4 {
+            incoming.reserve(READ_RESERVE);
+        }
+        tokio::select! {
+            written = write_some(&mut writer, &mut outgoing), if !outgoing.is_empty() => {
+                if let Err(e) = written {
+                    outgoing.clear();
+                    core.handle_eof(Instant::now().into_std(), &format!("write failed: {e}"));
+                }
+            }
+            read = reader.read_buf(&mut incoming), if waiters.stalled.is_none() && !core.is_closed() => {
+                let now = Instant::now().into_std();
+                match read {
+                    Ok(0) => core.handle_eof(now, "the broker closed the socket"),
+                    Ok(_) => core.handle_input(now, &mut incoming),
+                    Err(e) => core.handle_eof(now, &format!("read failed: {e}")),
+                }
+            }
+            request = requests.recv(), if requests_open && backlog < HIGH_WATER && !core.is_closed() => {
+                let now = Instant::now().into_std();
+                match request {
+                    Some(Request { command, reply }) => {
+                        let id = core.submit(now, command);
+                        waiters.insert(id, reply);
+                    }
+                    None => {
+                        // Every handle is gone: nobody can use the connection, so close it.
+                        requests_open = false;
+                        core.submit(now, Command::Close { code: ReplyCode::REPLY_SUCCESS, text: "client dropped the connection".into() });
+                    }
+                }
+            }
+            () = waiters.unstall(), if waiters.stalled.is_some() => {}
+            () = sleep_until(deadline.or(grace)) => {
+                if !core.is_closed() {
+                    core.handle_timeout(Instant::now().into_std());
+                }
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One vectored write of what is queued; drops what went out.
+async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, outgoing: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    let slices: Vec<IoSlice<'_>> = outgoing.iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
+    let mut written = writer.write_vectored(&slices).await?;
+    if written == 0 {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    while written > 0 {
+        let Some(front) = outgoing.front_mut() else { break };
+        if written >= front.len() {
+            written -= front.len();
+            outgoing.pop_front();
+        } else {
+            front.advance(written);
+            written = 0;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Where the core's events go: a oneshot per request, a bounded queue per consumer, a waiter
+//! per unconfirmed publish, a watch per channel and one for the connection. Makes no protocol
+//! decisions: it only matches what the core reports to who asked.
+
+use std::collections::{BTreeMap, HashMap};
+
+use amqp_codec::{ChannelId, DeliveryTag, FieldTable, Method};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::core::command::RequestId;
+use crate::core::error::{ChannelError, ConnectionError};
+use crate::core::event::{Event, Message};
+use crate::core::tuning::Tuned;
+
+/// What a request resolves to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A channel opened; the receiver reports its end.
+    ChannelOpened(ChannelId, watch::Receiver<Option<ChannelError>>),
+    /// A synchronous method's reply payload.
+    Reply(Bytes),
+    /// A request without a reply is on the wire queue.
+    Sent,
+    /// A publish is on the wire queue, with its confirm number in confirm mode.
+    Published(Option<DeliveryTag>),
+    /// basic.get-ok with its message.
+    GetOk(Message),
+    /// It failed.
+    Failed(ChannelError),
+}
+
+/// The broker's verdict on a publish in confirm mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Confirmation {
+    /// basic.ack: the broker took responsibility for the message.
+    Ack,
+    /// basic.nack: the broker could not take it.
+    Nack,
+    /// The message was mandatory and unroutable: basic.return came back, then the ack.
+    Returned(Message),
+}
+
+/// How the driver answers one request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Resolve this oneshot.
+    Once(oneshot::Sender<Outcome>),
+    /// basic.consume: on consume-ok, deliveries for its tag go to `deliveries`.
+    Consume {
+        /// The request's answer.
+        outcome: oneshot::Sender<Outcome>,
+        /// The channel consumed on.
+        channel: ChannelId,
+        /// Where the consumer's messages go.
+        deliveries: mpsc::Sender<Message>,
+    },
+    /// basic.publish: resolve `outcome` when queued, and `confirm` on ack, nack or return.
+    Publish {
+        /// The request's answer.
+        outcome: oneshot::Sender<Outcome>,
+        /// The broker's verdict, in confirm mode.
+        confirm: Option<oneshot::Sender<Confirmation>>,
+        /// For a mandatory publish: what a basic.return of it would carry.
+        mandatory: Option<Returnable>,
+    },
+}
+
+/// What identifies a mandatory publish in a basic.return: the broker echoes the exchange,
+/// routing key, header and body, so a return is matched to the oldest unconfirmed publish
+/// that carried the same ones (identical messages are indistinguishable, and either will do).
+#[derive(Debug, Clone)]
+pub struct Returnable {
+    /// The exchange published to.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The body.
+    pub body: Bytes,
+}
+
+#[derive(Debug)]
+struct Unconfirmed {
+    confirm: Option<oneshot::Sender<Confirmation>>,
+    mandatory: Option<Returnable>,
+    returned: Option<Message>,
+}
+
+/// Connection-wide state the API reads.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Why the connection ended, once it has.
+    pub closed: Option<ConnectionError>,
+    /// The broker's reason while it blocks publishing.
+    pub blocked: Option<String>,
+}
+
+/// Everything waiting on the core.
+#[derive(Debug)]
+pub struct Waiters {
+    requests: HashMap<RequestId, Reply>,
+    channels: HashMap<u16, watch::Sender<Option<ChannelError>>>,
+    consumers: HashMap<(u16, String), mpsc::Sender<Message>>,
+    unconfirmed: HashMap<u16, BTreeMap<u64, Unconfirmed>>,
+    /// A delivery whose consumer's queue is full: the driver stops reading until it fits.
+    pub stalled: Option<(mpsc::Sender<Message>, Message)>,
+    status: watch::Sender<Status>,
+    opened: Option<oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>>,
+}
+
+impl Waiters {
+    /// Waiters reporting the connection's status on `status` and its opening on `opened`.
+    pub fn new(
+        status: watch::Sender<Status>,
+        opened: oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>,
+    ) -> Self {
+        Waiters {
+            requests: HashMap::new(),
+            channels: HashMap::new(),
+            consumers: HashMap::new(),
+            unconfirmed: HashMap::new(),
+            stalled: None,
+            status,
+            opened: Some(opened),
+        }
+    }
+
+    /// Remembers how to answer `request`.
+    pub fn insert(&mut self, request: RequestId, reply: Reply) {
+        self.requests.insert(request, reply);
+    }
+
+    /// Routes one event.
+    pub fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Opened { server_properties, tuned } => {
+                if let Some(opened) = self.opened.take() {
+                    let _ = opened.send(Ok((server_properties, tuned)));
+                }
+            }
+            Event::Closed(error) => {
+                tracing::debug!(%error, "connection closed");
+                if let Some(opened) = self.opened.take() {
+                    let _ = opened.send(Err(error.clone()));
+                }
+                self.status.send_modify(|s| s.closed = Some(error));
+                self.consumers.clear();
+                self.unconfirmed.clear();
+            }
+            Event::Blocked { reason } => self.status.send_modify(|s| s.blocked = Some(reason)),
+            Event::Unblocked => self.status.send_modify(|s| s.blocked = None),
+            Event::ChannelOpened { request, channel } => {
+                let (tx, rx) = watch::channel(None);
+                self.channels.insert(channel.0, tx);
+                self.answer(request, Outcome::ChannelOpened(channel, rx));
+            }
+            Event::ChannelClosed { channel, error } => {
+                tracing::debug!(%channel, %error, "channel closed");
+                if let Some(tx) = self.channels.remove(&channel.0) {
+                    let _ = tx.send(Some(error));
+                }
+                self.consumers.retain(|(ch, _), _| *ch != channel.0);
+                self.unconfirmed.remove(&channel.0);
+            }
+            Event::Reply { request, method } => self.reply(request, method),
+            Event::Sent { request } => self.answer(request, Outcome::Sent),
+            Event::Published { request, channel, sequence } => self.published(request, channel, sequence),
+            Event::Failed { request, error } => self.answer(request, Outcome::Failed(error)),
+            Event::GetOk { request, message } => self.answer(request, Outcome::GetOk(message)),
+            Event::Delivery { channel, message } => self.deliver(channel, message),
+            Event::Returned { channel, message } => self.returned(channel, message),
+            Event::Confirmed { channel, tag, multiple, ack } => self.confirmed(channel, tag, multiple, ack),
+            Event::Cancelled { channel, consumer_tag } => {
+                tracing::debug!(%channel, consumer_tag, "consumer cancelled by the broker");
+                self.consumers.remove(&(channel.0, consumer_tag));
+            }
+            Event::Flow { channel, active } => tracing::debug!(%channel, active, "channel.flow"),
+        }
+    }
+
+    fn answer(&mut self, request: RequestId, outcome: Outcome) {
+        match self.requests.remove(&request) {
+            Some(Reply::Once(tx))
+            | Some(Reply::Consume { outcome: tx, .. })
+            | Some(Reply::Publish { outcome: tx, .. }) => {
+                let _ = tx.send(outcome);
+            }
+            None => {}
+        }
+    }
+
+    fn reply(&mut self, request: RequestId, method: Bytes) {
+        // Register a consumer before its consume-ok is answered: deliveries can follow the
+        // reply at once, before the caller's task runs again.
+        if let Some(Reply::Consume { deliveries, channel, .. }) = self.requests.get(&request)
+            && let Ok(Method::BasicConsumeOk(ok)) = Method::parse(&method, 0)
+        {
+            self.consumers.insert((channel.0, ok.consumer_tag.to_owned()), deliveries.clone());
+        }
+        self.answer(request, Outcome::Reply(method));
+    }
+
+    fn published(&mut self, request: RequestId, channel: ChannelId, sequence: Option<DeliveryTag>) {
+        let Some(Reply::Publish { outcome, confirm, mandatory }) = self.requests.remove(&request) else {
+            return self.answer(request, Outcome::Published(sequence));
+        };
+        if let Some(seq) = sequence {
+            let pending = Unconfirmed { confirm, mandatory, returned: None };
+            self.unconfirmed.entry(channel.0).or_default().insert(seq.0, pending);
+        }
+        let _ = outcome.send(Outcome::Published(sequence));
+    }
+
+    fn confirmed(&mut self, channel: ChannelId, tag: DeliveryTag, multiple: bool, ack: bool) {
+        let Some(pending) = self.unconfirmed.get_mut(&channel.0) else { return };
+        let done: Vec<u64> = if multiple {
+            pending.range(..=tag.0).map(|(k, _)| *k).collect()
+        } else {
+            pending.contains_key(&tag.0).then_some(tag.0).into_iter().collect()
+        };
+        for seq in done {
+            let Some(u) = pending.remove(&seq) else { continue };
+            let verdict = match (ack, u.returned) {
+                (true, Some(message)) => Confirmation::Returned(message),
+                (true, None) => Confirmation::Ack,
+                (false, _) => Confirmation::Nack,
+            };
+            if let Some(tx) = u.confirm {
+                let _ = tx.send(verdict);
+            }
+        }
+    }
+
+    fn returned(&mut self, channel: ChannelId, message: Message) {
+        let Ok(Method::BasicReturn(ret)) = message.method() else { return };
+        let matched = self.unconfirmed.get_mut(&channel.0).and_then(|pending| {
+            pending.values_mut().find(|u| {
+                u.returned.is_none()
+                    && u.mandatory.as_ref().is_some_and(|m| {
+                        m.exchange == ret.exchange && m.routing_key == ret.routing_key && m.body == message.body
+                    })
+            })
+        });
+        match matched {
+            Some(u) => u.returned = Some(message.clone()),
+            None => tracing::debug!(%channel, "basic.return for a publish outside confirm mode"),
+        }
+    }
+
+    fn deliver(&mut self, channel: ChannelId, message: Message) {
+        let tag = match message.method() {
+            Ok(Method::BasicDeliver(d)) => d.consumer_tag.to_owned(),
+            _ => return,
+        };
+        let Some(tx) = self.consumers.get(&(channel.0, tag)) else {
+            tracing::debug!(%channel, "a delivery for a consumer that is gone");
+            return;
+        };
+        match tx.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(message)) => self.stalled = Some((tx.clone(), message)),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Waits until the stalled delivery fits its consumer's queue, and puts it there.
+    pub async fn unstall(&mut self) {
+        let Some((tx, _)) = &self.stalled else { return };
+        let permit = tx.clone().reserve_owned().await;
+        if let Some((_, message)) = self.stalled.take()
+            && let Ok(permit) = permit
+        {
+            permit.send(message);
+        }
+    }
+}
