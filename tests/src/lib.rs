@@ -2,6 +2,8 @@
 //! names, and a blocking wire-level connection that speaks frames through `amqp-codec` alone.
 //! The tests themselves live in `tests/tests/`, one file per area.
 
+pub mod peer;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

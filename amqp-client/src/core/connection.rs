@@ -195,11 +195,15 @@ impl Connection {
                 Ok(Parsed::Complete { consumed, .. }) => consumed,
                 Ok(Parsed::Incomplete { .. }) => return,
                 Err(e) => {
-                    let error = match e.kind {
-                        amqp_codec::DecodeErrorKind::ProtocolMismatch { .. } => ConnectionError::ProtocolMismatch,
-                        _ => ConnectionError::from(&e),
-                    };
-                    self.fail_hard(now, error);
+                    // Past a bad frame there is no telling where the next one starts; what the
+                    // broker sends after our connection.close (its close-ok) starts afresh.
+                    buf.clear();
+                    if let amqp_codec::DecodeErrorKind::ProtocolMismatch { .. } = e.kind {
+                        // It offered another version and will close the socket: nothing to say.
+                        self.finish(ConnectionError::ProtocolMismatch);
+                    } else {
+                        self.fail_hard(now, ConnectionError::from(&e));
+                    }
                     return;
                 }
             };
@@ -823,6 +827,22 @@ mod tests {
             &s.take_events()[..],
             [Event::Closed(ConnectionError::ProtocolViolation { code: ReplyCode::FRAME_ERROR, .. })]
         ));
+    }
+
+    #[test]
+    fn close_ok_after_a_bad_frame_still_completes_the_close() {
+        let mut s = Script::connected();
+        s.broker_sends(Bytes::from_static(&[3, 0, 1, 0x40, 0, 0, 0])); // announces 1 GiB
+        assert_eq!(s.client_sent(), ["0 connection.close"]);
+        s.broker_sends(method(0, ConnectionCloseOk {}));
+        let events = s.take_events();
+        assert!(
+            matches!(
+                &events[..],
+                [Event::Closed(ConnectionError::ProtocolViolation { code: ReplyCode::FRAME_ERROR, .. })]
+            ),
+            "{events:?}"
+        );
     }
 
     #[test]
