@@ -3,6 +3,7 @@
 //! The tests themselves live in `tests/tests/`, one file per area.
 
 pub mod peer;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -123,6 +123,20 @@ async fn a_mandatory_publish_to_nowhere_comes_back_as_returned() {
 }
 
 #[tokio::test]
+async fn a_confirm_pending_when_the_channel_closes_reports_the_channels_error() {
+    let (conn, ch) = channel().await;
+    ch.confirm_select().await.unwrap();
+    let missing = unique_name("no-such-exchange");
+    let confirm = ch
+        .basic_publish(&missing, "k", BasicPublishOptions::default(), &BasicProperties::default(), "x")
+        .await
+        .unwrap();
+    let err = confirm.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Channel(ChannelError::ClosedByBroker { code: ReplyCode::NOT_FOUND, .. })), "{err:?}");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_access_refused() {
     let bad = format!("amqp://guest:wrong@{}/%2f", tests::broker_addr());
     let err = Connection::connect(&bad).await.unwrap_err();

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::channel::Channel;
-use super::connection::{Connection, unexpected};
+use super::connection::unexpected;
 use super::error::Error;
 use super::options::BasicPublishOptions;
 use crate::core::command::Command;
@@ -21,7 +21,7 @@ use crate::driver::waiters::{Outcome, Reply, Returnable};
 pub struct PublishConfirm {
     sequence: Option<DeliveryTag>,
     confirm: oneshot::Receiver<Confirmation>,
-    conn: Connection,
+    channel: Channel,
 }
 
 impl PublishConfirm {
@@ -36,7 +36,12 @@ impl PublishConfirm {
         if self.sequence.is_none() {
             return Ok(Confirmation::Ack);
         }
-        self.confirm.await.map_err(|_| self.conn.gone().into())
+        // No verdict will come once the channel or connection has ended: say which did.
+        let channel = self.channel;
+        self.confirm.await.map_err(|_| match channel.close_reason() {
+            Some(error) => error.into(),
+            None => channel.conn.gone().into(),
+        })
     }
 }
 
@@ -84,7 +89,7 @@ impl Channel {
         let command = Command::Publish { channel: self.id, prefix: prefix.freeze(), body };
         self.conn.submit(Request { command, reply }).await?;
         match self.conn.outcome(outcome).await? {
-            Outcome::Published(sequence) => Ok(PublishConfirm { sequence, confirm, conn: self.conn.clone() }),
+            Outcome::Published(sequence) => Ok(PublishConfirm { sequence, confirm, channel: self.clone() }),
             other => Err(unexpected(other)),
         }
     }

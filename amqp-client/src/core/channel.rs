@@ -270,7 +270,7 @@ impl Channel {
                 let (class, method_id) = other.id();
                 let request = take_reply(open, class.0, method_id.0)
                     .ok_or_else(|| violation(id, other, "that answers no request"))?;
-                out.events.push_back(Event::Reply { request, method: payload });
+                out.events.push_back(Event::Reply { request, channel: id, method: payload });
                 self.pump(out);
             }
         }

@@ -537,7 +537,7 @@ mod tests {
         s.broker_sends(method(1, QueueDeclareOk { queue: "a", message_count: 3, consumer_count: 0 }));
         assert_eq!(s.client_sent(), ["1 queue.bind"]);
         let events = s.take_events();
-        let [Event::Reply { request, method: reply }] = &events[..] else { panic!("{events:?}") };
+        let [Event::Reply { request, method: reply, .. }] = &events[..] else { panic!("{events:?}") };
         assert_eq!(*request, a);
         assert!(matches!(Method::parse(reply, 0).unwrap(), Method::QueueDeclareOk(ok) if ok.message_count == 3));
         s.broker_sends(method(1, QueueBindOk {}));

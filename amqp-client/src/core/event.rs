@@ -47,6 +47,8 @@ pub enum Event {
     Reply {
         /// The command.
         request: RequestId,
+        /// The channel it came on.
+        channel: ChannelId,
         /// The reply method's payload; decode with [`Method::parse`].
         method: Bytes,
     },

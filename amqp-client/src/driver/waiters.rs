@@ -163,7 +163,7 @@ impl Waiters {
                 self.consumers.retain(|(ch, _), _| *ch != channel.0);
                 self.unconfirmed.remove(&channel.0);
             }
-            Event::Reply { request, method } => self.reply(request, method),
+            Event::Reply { request, channel, method } => self.reply(request, channel, method),
             Event::Sent { request } => self.answer(request, Outcome::Sent),
             Event::Published { request, channel, sequence } => self.published(request, channel, sequence),
             Event::Failed { request, error } => self.answer(request, Outcome::Failed(error)),
@@ -190,10 +190,14 @@ impl Waiters {
         }
     }
 
-    fn reply(&mut self, request: RequestId, method: Bytes) {
+    fn reply(&mut self, request: RequestId, channel: ChannelId, method: Bytes) {
+        // A cancelled consumer's stream ends once the broker confirms the cancel.
+        if let Ok(Method::BasicCancelOk(ok)) = Method::parse(&method, 0) {
+            self.consumers.remove(&(channel.0, ok.consumer_tag.to_owned()));
+        }
         // Register a consumer before its consume-ok is answered: deliveries can follow the
         // reply at once, before the caller's task runs again.
-        if let Some(Reply::Consume { deliveries, channel, .. }) = self.requests.get(&request)
+        if let Some(Reply::Consume { deliveries, .. }) = self.requests.get(&request)
             && let Ok(Method::BasicConsumeOk(ok)) = Method::parse(&method, 0)
         {
             self.consumers.insert((channel.0, ok.consumer_tag.to_owned()), deliveries.clone());

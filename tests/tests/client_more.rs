@@ -1,0 +1,225 @@
+//! The client against the real RabbitMQ, continued: concurrency, many channels, the remaining
+//! methods (qos, recover, purge, unbind, tx, flow, cancel, nack, reject), and a heartbeat
+//! timeout through a proxy that stalls.
+#![allow(clippy::unwrap_used)] // A test that fails says where, which is what unwrap does.
+
+use std::time::Duration;
+
+use amqp_client::api::*;
+use amqp_client::core::error::ConnectionError;
+use amqp_codec::{BasicProperties, FieldTable};
+use futures_util::StreamExt;
+use tests::unique_name;
+
+fn uri() -> String {
+    format!("amqp://guest:guest@{}/%2f", tests::broker_addr())
+}
+
+fn exclusive() -> QueueDeclareOptions {
+    QueueDeclareOptions { exclusive: true, ..Default::default() }
+}
+
+async fn wait_for_count(ch: &Channel, queue: &str, n: u32) {
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    for _ in 0..500 {
+        if ch.queue_declare(queue, passive, &FieldTable::new()).await.unwrap().message_count == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{queue} never held {n} messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tasks_publish_concurrently_on_one_connection() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.confirm_select().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    let tasks: Vec<_> = (0..1000u32)
+        .map(|i| {
+            let ch = ch.clone();
+            let queue = q.name.clone();
+            tokio::spawn(async move {
+                let confirm = ch
+                    .basic_publish(
+                        "",
+                        &queue,
+                        BasicPublishOptions::default(),
+                        &BasicProperties::default(),
+                        i.to_string(),
+                    )
+                    .await
+                    .unwrap();
+                confirm.wait().await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Confirmation::Ack);
+    }
+    wait_for_count(&ch, &q.name, 1000).await;
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(d) = ch.basic_get(&q.name, true).await.unwrap() {
+        seen.insert(String::from_utf8(d.body().to_vec()).unwrap().parse::<u32>().unwrap());
+    }
+    assert_eq!(seen, (0..1000).collect(), "every message exactly once");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn five_hundred_channels_open_work_and_close() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let mut channels = Vec::new();
+    for _ in 0..500 {
+        channels.push(conn.open_channel().await.unwrap());
+    }
+    let mut ids: Vec<u16> = channels.iter().map(|c| c.id().0).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+    let no_args = FieldTable::new();
+    let declares =
+        futures_util::future::join_all(channels.iter().map(|c| c.queue_declare("", exclusive(), &no_args))).await;
+    assert!(declares.iter().all(Result::is_ok));
+    for c in &channels {
+        c.close().await.unwrap();
+    }
+    // Closed numbers are free again.
+    assert_eq!(conn.open_channel().await.unwrap().id().0, 1);
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn nack_reject_recover_and_purge_do_what_the_broker_says() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    for body in ["a", "b", "c"] {
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), body).await.unwrap();
+    }
+    wait_for_count(&ch, &q.name, 3).await;
+    let a = ch.basic_get(&q.name, false).await.unwrap().unwrap();
+    a.nack(true).await.unwrap(); // back to the queue
+    let a_again = ch.basic_get(&q.name, false).await.unwrap().unwrap();
+    assert_eq!(&a_again.body()[..], b"a");
+    assert!(a_again.redelivered());
+    a_again.reject(false).await.unwrap(); // gone (no dead-letter exchange)
+    let b = ch.basic_get(&q.name, false).await.unwrap().unwrap();
+    assert_eq!(&b.body()[..], b"b");
+    ch.basic_recover(true).await.unwrap(); // b is requeued
+    wait_for_count(&ch, &q.name, 2).await;
+    assert_eq!(ch.queue_purge(&q.name, false).await.unwrap(), 2);
+    assert!(ch.basic_get(&q.name, false).await.unwrap().is_none());
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn transactions_commit_and_roll_back() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    ch.tx_select().await.unwrap();
+    ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), "kept").await.unwrap();
+    ch.tx_commit().await.unwrap();
+    ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), "dropped")
+        .await
+        .unwrap();
+    ch.tx_rollback().await.unwrap();
+    let info = ch
+        .queue_declare(&q.name, QueueDeclareOptions { passive: true, ..Default::default() }, &FieldTable::new())
+        .await
+        .unwrap();
+    assert_eq!(info.message_count, 1);
+    let d = ch.basic_get(&q.name, true).await.unwrap().unwrap();
+    assert_eq!(&d.body()[..], b"kept");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn prefetch_limits_unacked_deliveries_per_consumer_and_globally() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    for i in 0..20u32 {
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), i.to_string())
+            .await
+            .unwrap();
+    }
+    wait_for_count(&ch, &q.name, 20).await;
+    ch.basic_qos(3, BasicQosOptions::default()).await.unwrap();
+    ch.basic_qos(5, BasicQosOptions { global: true }).await.unwrap();
+    let mut consumer = ch.basic_consume(&q.name, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+    let mut held = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
+        held.push(d);
+    }
+    assert_eq!(held.len(), 3, "the per-consumer limit of 3 binds before the channel's 5");
+    held.remove(0).ack().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.unwrap().unwrap();
+    assert_eq!(&next.body()[..], b"3");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn unbind_stops_routing_and_cancel_ends_the_stream() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let ex = unique_name("unbind-x");
+    // Not auto-delete: that would go with its last binding, and the publish below would 404.
+    ch.exchange_declare(&ex, "direct", ExchangeDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    ch.queue_bind(&q.name, &ex, "k", false, &FieldTable::new()).await.unwrap();
+    ch.queue_unbind(&q.name, &ex, "k", &FieldTable::new()).await.unwrap();
+    ch.confirm_select().await.unwrap();
+    let c = ch
+        .basic_publish(
+            &ex,
+            "k",
+            BasicPublishOptions { mandatory: true, ..Default::default() },
+            &BasicProperties::default(),
+            "x",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(c.wait().await.unwrap(), Confirmation::Returned(_)), "unbound: unroutable");
+    let mut consumer = ch.basic_consume(&q.name, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+    ch.basic_cancel(consumer.tag()).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.unwrap().is_none());
+    assert!(ch.channel_flow(true).await.unwrap());
+    ch.exchange_delete(&ex, ExchangeDeleteOptions::default()).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_ack_on_another_channel_is_a_typed_error_not_a_wrong_ack() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let other = conn.open_channel().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), "x").await.unwrap();
+    wait_for_count(&ch, &q.name, 1).await;
+    let d = ch.basic_get(&q.name, false).await.unwrap().unwrap();
+    let err = other.basic_ack(d.tag(), false).await.unwrap_err();
+    assert!(matches!(err, Error::StaleDelivery { .. }), "{err:?}");
+    let second = Connection::connect(&uri()).await.unwrap();
+    let foreign = second.open_channel().await.unwrap();
+    assert_eq!(foreign.id(), ch.id(), "same channel number, other connection");
+    assert!(matches!(foreign.basic_ack(d.tag(), false).await.unwrap_err(), Error::StaleDelivery { .. }));
+    d.ack().await.unwrap();
+    second.close().await.unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stalled_network_path_is_found_by_heartbeats() {
+    let proxy = tests::proxy::Proxy::start(tests::broker_addr()).await;
+    let conn = Connection::connect(&format!("amqp://guest:guest@{}/%2f?heartbeat=1", proxy.addr())).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    proxy.stall(true);
+    let error = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("noticed in bounded time");
+    assert_eq!(error, ConnectionError::HeartbeatTimeout);
+    let err = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap_err();
+    assert!(matches!(err, Error::Connection(ConnectionError::HeartbeatTimeout) | Error::Channel(_)), "{err:?}");
+}
