@@ -223,3 +223,13 @@ async fn a_stalled_network_path_is_found_by_heartbeats() {
     let err = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap_err();
     assert!(matches!(err, Error::Connection(ConnectionError::HeartbeatTimeout) | Error::Channel(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn update_secret_is_accepted_by_the_broker() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    conn.update_secret("guest", "rotation test").await.unwrap();
+    // Still usable afterwards.
+    let ch = conn.open_channel().await.unwrap();
+    ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    conn.close().await.unwrap();
+}

@@ -108,6 +108,16 @@ impl Connection {
         }
     }
 
+    /// connection.update-secret (RabbitMQ): hands the broker a new secret (a refreshed OAuth 2
+    /// token) for this connection, and waits for update-secret-ok.
+    pub async fn update_secret(&self, secret: impl Into<bytes::Bytes>, reason: &str) -> Result<(), Error> {
+        let command = Command::UpdateSecret { secret: secret.into(), reason: reason.to_owned() };
+        match self.request(command).await? {
+            Outcome::Sent => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Resolves when the connection has ended, with why.
     pub async fn closed(&self) -> ConnectionError {
         let mut status = self.inner.status.clone();

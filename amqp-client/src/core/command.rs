@@ -43,6 +43,14 @@ pub enum Command {
         /// Text to send.
         text: String,
     },
+    /// connection.update-secret (RabbitMQ): a new credential, such as a refreshed OAuth 2
+    /// token, for the open connection. Answered by `Sent` once update-secret-ok arrives.
+    UpdateSecret {
+        /// The new secret.
+        secret: Bytes,
+        /// Why, for the broker's log.
+        reason: String,
+    },
     /// Closes the connection; the last event is `Closed`.
     Close {
         /// Reply code to send (200 for a normal close).

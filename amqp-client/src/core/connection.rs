@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use amqp_codec::method::{ChannelOpen, ConnectionClose, ConnectionCloseOk};
+use amqp_codec::method::{ChannelOpen, ConnectionClose, ConnectionCloseOk, ConnectionUpdateSecret};
 use amqp_codec::{
     ChannelId, FRAME_MIN_SIZE, FrameType, Method, PROTOCOL_HEADER, Parsed, RawFrame, ReplyCode, encode_heartbeat,
     encode_method, parse_raw_frame,
@@ -59,6 +59,8 @@ pub struct Connection {
     deadline: Option<(Instant, &'static str)>,
     blocked: bool,
     next_request: u64,
+    /// update-secret requests sent on channel 0, answered in order.
+    secret_updates: VecDeque<RequestId>,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,7 @@ impl Connection {
             deadline: Some((now + timeouts.handshake, "the handshake")),
             blocked: false,
             next_request: 0,
+            secret_updates: VecDeque::new(),
         }
     }
 
@@ -129,6 +132,16 @@ impl Connection {
             Command::CloseChannel { channel, code, text } => self.with_channel(request, channel, |ch, out| {
                 ch.submit_close(request, code, text, out);
             }),
+            Command::UpdateSecret { secret, reason } => {
+                let update = ConnectionUpdateSecret { new_secret: &secret, reason: &reason };
+                match encode_method(ChannelId::CONNECTION, &update.into(), tuned.frame_max, self.transmit.frames()) {
+                    Ok(()) => self.secret_updates.push_back(request),
+                    Err(e) => {
+                        let error = ChannelError::BadRequest(format!("connection.update-secret: {e}"));
+                        self.events.push_back(Event::Failed { request, error });
+                    }
+                }
+            }
             Command::Close { code, text } => {
                 self.events.push_back(Event::Sent { request });
                 self.close(now, ConnectionError::ClosedByClient { code, text });
@@ -337,6 +350,16 @@ impl Connection {
                 self.pump_all();
                 Ok(())
             }
+            Method::ConnectionUpdateSecretOk(_) => match self.secret_updates.pop_front() {
+                Some(request) => {
+                    self.events.push_back(Event::Sent { request });
+                    Ok(())
+                }
+                None => Err(ConnectionError::ProtocolViolation {
+                    code: ReplyCode::COMMAND_INVALID,
+                    reason: "connection.update-secret-ok that answers no request".into(),
+                }),
+            },
             other => Err(ConnectionError::ProtocolViolation {
                 code: ReplyCode::COMMAND_INVALID,
                 reason: format!("{} on channel 0 of an open connection", other.name()),
@@ -388,6 +411,9 @@ impl Connection {
     }
 
     fn fail_channels(&mut self, error: &ConnectionError) {
+        for request in core::mem::take(&mut self.secret_updates) {
+            self.events.push_back(Event::Failed { request, error: ChannelError::Connection(error.clone()) });
+        }
         let frame_max = self.frame_max();
         let mut out = Out { transmit: &mut self.transmit, events: &mut self.events, frame_max, blocked: self.blocked };
         for (_, ch) in core::mem::take(&mut self.channels) {
@@ -843,6 +869,17 @@ mod tests {
             ),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn update_secret_is_answered_by_its_ok_and_an_unasked_ok_is_a_violation() {
+        let mut s = Script::connected();
+        let req = s.submit(Command::UpdateSecret { secret: Bytes::from_static(b"token-2"), reason: "refresh".into() });
+        assert_eq!(s.client_sent(), ["0 connection.update-secret"]);
+        s.broker_sends(method(0, ConnectionUpdateSecretOk {}));
+        assert!(matches!(s.take_events()[..], [Event::Sent { request }] if request == req));
+        s.broker_sends(method(0, ConnectionUpdateSecretOk {}));
+        assert_eq!(s.client_sent(), ["0 connection.close"]);
     }
 
     #[test]
