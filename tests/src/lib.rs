@@ -4,6 +4,7 @@
 
 pub mod peer;
 pub mod proxy;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

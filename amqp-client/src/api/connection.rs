@@ -58,20 +58,25 @@ impl Connection {
 
     /// Connects to the first endpoint that answers, and runs the handshake.
     pub async fn connect_with(options: ConnectionOptions) -> Result<Connection, Error> {
-        if options.tls {
-            return Err(Error::Connect {
-                endpoint: format!("{:?}", options.endpoints),
-                reason: "amqps:// (TLS) is not built into this version of the client".into(),
-            });
-        }
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
-        let stream = connect_any(&options, deadline).await?;
+        let (host, stream) = connect_any(&options, deadline).await?;
         let core = crate::core::Connection::new(options.handshake.clone(), options.timeouts, Instant::now());
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
         let (status_tx, status) = watch::channel(Status { closed: None, blocked: None });
         let (opened_tx, opened) = oneshot::channel();
         let waiters = Waiters::new(status_tx, opened_tx);
-        tokio::spawn(driver::run(core, stream, receiver, waiters));
+        match &options.tls {
+            Some(tls) => {
+                let stream = match tokio::time::timeout_at(deadline, tls.connect(&host, stream)).await {
+                    Ok(stream) => stream?,
+                    Err(_) => return Err(ConnectionError::Timeout("the TLS handshake").into()),
+                };
+                tokio::spawn(driver::run(core, stream, receiver, waiters));
+            }
+            None => {
+                tokio::spawn(driver::run(core, stream, receiver, waiters));
+            }
+        }
         let (server_properties, tuned) = match tokio::time::timeout_at(deadline, opened).await {
             Ok(Ok(Ok(opened))) => opened,
             Ok(Ok(Err(error))) => return Err(error.into()),
@@ -191,7 +196,10 @@ pub(crate) fn unexpected(outcome: Outcome) -> Error {
     }
 }
 
-async fn connect_any(options: &ConnectionOptions, deadline: tokio::time::Instant) -> Result<TcpStream, Error> {
+async fn connect_any(
+    options: &ConnectionOptions,
+    deadline: tokio::time::Instant,
+) -> Result<(String, TcpStream), Error> {
     let mut last = Error::Connect { endpoint: "(none)".into(), reason: "no endpoint given".into() };
     for (host, port) in &options.endpoints {
         let endpoint = format!("{host}:{port}");
@@ -199,7 +207,7 @@ async fn connect_any(options: &ConnectionOptions, deadline: tokio::time::Instant
             Ok(Ok(stream)) => {
                 // Frames are written whole and at once; Nagle would only delay the last one.
                 let _ = stream.set_nodelay(true);
-                return Ok(stream);
+                return Ok((host.clone(), stream));
             }
             Ok(Err(e)) => last = Error::Connect { endpoint, reason: e.to_string() },
             Err(_) => last = Error::Connect { endpoint, reason: "timed out".into() },

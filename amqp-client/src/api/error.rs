@@ -21,6 +21,9 @@ pub enum Error {
         /// The socket's error.
         reason: String,
     },
+    /// TLS could not be set up: a certificate file, a name, or the handshake.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The connection failed or ended.
     #[error(transparent)]
     Connection(#[from] ConnectionError),

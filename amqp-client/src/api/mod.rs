@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod error;
 pub mod options;
 pub mod publish;
+pub mod tls;
 pub mod uri;
 
 pub use channel::{Channel, QueueInfo};
@@ -14,3 +15,4 @@ pub use consumer::{AckTag, Consumer, Delivery};
 pub use error::Error;
 pub use options::*;
 pub use publish::{Confirmation, PublishConfirm};
+pub use tls::TlsOptions;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::error::Error;
+use super::tls::TlsOptions;
 use super::uri::AmqpUri;
 use crate::core::connection::Timeouts;
 use crate::core::negotiation::HandshakeConfig;
@@ -27,7 +28,7 @@ pub struct ConnectionOptions {
     pub(crate) timeouts: Timeouts,
     pub(crate) connect_timeout: Duration,
     pub(crate) consumer_buffer: usize,
-    pub(crate) tls: bool,
+    pub(crate) tls: Option<TlsOptions>,
 }
 
 impl ConnectionOptions {
@@ -53,7 +54,12 @@ impl ConnectionOptions {
             timeouts: Timeouts::default(),
             connect_timeout: uri.connection_timeout.unwrap_or(Duration::from_secs(30)),
             consumer_buffer: 256,
-            tls: uri.tls,
+            tls: uri.tls.then(|| TlsOptions {
+                ca_file: uri.ca_file.map(Into::into),
+                cert_file: uri.cert_file.map(Into::into),
+                key_file: uri.key_file.map(Into::into),
+                server_name: uri.server_name,
+            }),
         })
     }
 
@@ -102,6 +108,12 @@ impl ConnectionOptions {
     /// The SASL mechanism.
     pub fn mechanism(mut self, mechanism: Mechanism) -> Self {
         self.handshake.mechanism = mechanism;
+        self
+    }
+
+    /// Connects with TLS (as `amqps://` does), with these trust and identity settings.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -1,7 +1,8 @@
 //! AMQP URIs as RabbitMQ documents them: `amqp://user:pass@host:port/vhost?heartbeat=10`, with
 //! `amqps://` for TLS, percent-decoded user info and vhost (`%2f` is `/`, an empty path is the
 //! default vhost `/`), and the query parameters heartbeat, frame_max, channel_max,
-//! connection_timeout (milliseconds) and auth_mechanism. Parsing and percent-decoding are the
+//! connection_timeout (milliseconds), auth_mechanism, and for TLS cacertfile, certfile, keyfile
+//! and server_name_indication. Parsing and percent-decoding are the
 //! `url` and `percent-encoding` crates'.
 
 use std::time::Duration;
@@ -33,6 +34,14 @@ pub struct AmqpUri {
     pub connection_timeout: Option<Duration>,
     /// `auth_mechanism`.
     pub mechanism: Option<Mechanism>,
+    /// `cacertfile`: CA certificates (PEM) to trust for amqps.
+    pub ca_file: Option<String>,
+    /// `certfile`: the client certificate chain (PEM).
+    pub cert_file: Option<String>,
+    /// `keyfile`: the client's private key (PEM).
+    pub key_file: Option<String>,
+    /// `server_name_indication`: the name to verify the broker's certificate against.
+    pub server_name: Option<String>,
 }
 
 /// A URI that is not an AMQP URI.
@@ -101,6 +110,10 @@ impl std::str::FromStr for AmqpUri {
             channel_max: None,
             connection_timeout: None,
             mechanism: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
         };
         for (name, value) in url.query_pairs() {
             let bad = || UriError::Parameter { name: name.to_string(), value: value.to_string() };
@@ -112,6 +125,10 @@ impl std::str::FromStr for AmqpUri {
                     uri.connection_timeout = Some(Duration::from_millis(value.parse().map_err(|_| bad())?))
                 }
                 "auth_mechanism" => uri.mechanism = Some(Mechanism::from_name(&value).ok_or_else(bad)?),
+                "cacertfile" => uri.ca_file = Some(value.into_owned()),
+                "certfile" => uri.cert_file = Some(value.into_owned()),
+                "keyfile" => uri.key_file = Some(value.into_owned()),
+                "server_name_indication" => uri.server_name = Some(value.into_owned()),
                 _ => return Err(bad()),
             }
         }
@@ -155,6 +172,11 @@ mod tests {
         assert_eq!(uri.channel_max, Some(64));
         assert_eq!(uri.connection_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(uri.mechanism, Some(Mechanism::External));
+        let tls =
+            parse("amqps://h?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&server_name_indication=b").unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some("/ca.pem"));
+        assert_eq!((tls.cert_file.as_deref(), tls.key_file.as_deref()), (Some("/c.pem"), Some("/k.pem")));
+        assert_eq!(tls.server_name.as_deref(), Some("b"));
     }
 
     #[test]
