@@ -29,7 +29,8 @@ impl Drop for Watermark {
 }
 
 fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs (scripts/rabbitmq.sh installs it)");
+    let out =
+        Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs (scripts/rabbitmq.sh installs it)");
     assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -49,12 +50,16 @@ async fn publishes_wait_while_the_broker_blocks_and_flow_again_when_it_unblocks(
     let conn = Connection::connect(&format!("amqp://guest:guest@{}/%2f", tests::broker_addr())).await.unwrap();
     let ch = conn.open_channel().await.unwrap();
     ch.confirm_select().await.unwrap();
-    let q = ch.queue_declare("", QueueDeclareOptions { exclusive: true, ..Default::default() }, &FieldTable::new()).await.unwrap();
+    let q = ch
+        .queue_declare("", QueueDeclareOptions { exclusive: true, ..Default::default() }, &FieldTable::new())
+        .await
+        .unwrap();
     let props = BasicProperties::default();
 
     let alarm = Watermark::lower();
     // RabbitMQ blocks a connection when it next publishes under the alarm.
-    let first = ch.basic_publish("", &q.name, BasicPublishOptions::default(), &props, "during the alarm").await.unwrap();
+    let first =
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &props, "during the alarm").await.unwrap();
     wait_until(|| conn.blocked().is_some(), "connection.blocked").await;
     assert!(conn.blocked().unwrap().contains("memory"), "{:?}", conn.blocked());
 
@@ -62,7 +67,8 @@ async fn publishes_wait_while_the_broker_blocks_and_flow_again_when_it_unblocks(
     let ch2 = ch.clone();
     let queue = q.name.clone();
     let second = tokio::spawn(async move {
-        ch2.basic_publish("", &queue, BasicPublishOptions::default(), &BasicProperties::default(), "after the alarm").await
+        ch2.basic_publish("", &queue, BasicPublishOptions::default(), &BasicProperties::default(), "after the alarm")
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!second.is_finished(), "the publish waits while blocked");
