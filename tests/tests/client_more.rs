@@ -233,3 +233,19 @@ async fn update_secret_is_accepted_by_the_broker() {
     ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
     conn.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_first_endpoint_that_answers_is_used() {
+    // A port nobody listens on: bind one, note it, close it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (host, port) = tests::broker_addr().rsplit_once(':').map(|(h, p)| (h.to_owned(), p.parse().unwrap())).unwrap();
+    let options =
+        ConnectionOptions::from_uri(&format!("amqp://guest:guest@127.0.0.1:{dead}/%2f")).unwrap().endpoint(host, port);
+    let conn = Connection::connect_with(options).await.unwrap();
+    conn.open_channel().await.unwrap();
+    conn.close().await.unwrap();
+
+    let only_dead = ConnectionOptions::from_uri(&format!("amqp://guest:guest@127.0.0.1:{dead}/%2f")).unwrap();
+    let err = Connection::connect_with(only_dead).await.unwrap_err();
+    assert!(matches!(&err, Error::Connect { endpoint, .. } if endpoint.ends_with(&dead.to_string())), "{err:?}");
+}

@@ -8,6 +8,7 @@ use std::time::Instant;
 use amqp_codec::{FieldTable, ReplyCode};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use super::channel::Channel;
 use super::error::Error;
@@ -65,16 +66,18 @@ impl Connection {
         let (status_tx, status) = watch::channel(Status { closed: None, blocked: None });
         let (opened_tx, opened) = oneshot::channel();
         let waiters = Waiters::new(status_tx, opened_tx);
+        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("amqp_connection", endpoint = %host, generation, tls = options.tls.is_some());
         match &options.tls {
             Some(tls) => {
                 let stream = match tokio::time::timeout_at(deadline, tls.connect(&host, stream)).await {
                     Ok(stream) => stream?,
                     Err(_) => return Err(ConnectionError::Timeout("the TLS handshake").into()),
                 };
-                tokio::spawn(driver::run(core, stream, receiver, waiters));
+                tokio::spawn(driver::run(core, stream, receiver, waiters).instrument(span.clone()));
             }
             None => {
-                tokio::spawn(driver::run(core, stream, receiver, waiters));
+                tokio::spawn(driver::run(core, stream, receiver, waiters).instrument(span.clone()));
             }
         }
         let (server_properties, tuned) = match tokio::time::timeout_at(deadline, opened).await {
@@ -83,15 +86,11 @@ impl Connection {
             Ok(Err(_)) => return Err(ConnectionError::Lost("the driver stopped during the handshake".into()).into()),
             Err(_) => return Err(ConnectionError::Timeout("the handshake").into()),
         };
-        tracing::debug!(channel_max = tuned.channel_max, frame_max = tuned.frame_max, "connection open");
-        let inner = Inner {
-            requests,
-            status,
-            server_properties,
-            tuned,
-            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
-            consumer_buffer: options.consumer_buffer,
-        };
+        span.in_scope(|| {
+            tracing::info!(channel_max = tuned.channel_max, frame_max = tuned.frame_max, heartbeat = ?tuned.heartbeat, "connection open")
+        });
+        let inner =
+            Inner { requests, status, server_properties, tuned, generation, consumer_buffer: options.consumer_buffer };
         Ok(Connection { inner: Arc::new(inner) })
     }
 
@@ -212,7 +211,7 @@ async fn connect_any(
             Ok(Err(e)) => last = Error::Connect { endpoint, reason: e.to_string() },
             Err(_) => last = Error::Connect { endpoint, reason: "timed out".into() },
         }
-        tracing::debug!(%last, "endpoint did not answer");
+        tracing::info!(%last, "endpoint did not answer; trying the next");
     }
     Err(last)
 }

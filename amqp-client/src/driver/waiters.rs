@@ -140,7 +140,10 @@ impl Waiters {
                 }
             }
             Event::Closed(error) => {
-                tracing::debug!(%error, "connection closed");
+                match &error {
+                    ConnectionError::ClosedByClient { .. } => tracing::info!(%error, "connection closed"),
+                    _ => tracing::warn!(%error, "connection lost"),
+                }
                 if let Some(opened) = self.opened.take() {
                     let _ = opened.send(Err(error.clone()));
                 }
@@ -148,15 +151,27 @@ impl Waiters {
                 self.consumers.clear();
                 self.unconfirmed.clear();
             }
-            Event::Blocked { reason } => self.status.send_modify(|s| s.blocked = Some(reason)),
-            Event::Unblocked => self.status.send_modify(|s| s.blocked = None),
+            Event::Blocked { reason } => {
+                tracing::warn!(%reason, "the broker blocked publishing");
+                self.status.send_modify(|s| s.blocked = Some(reason));
+            }
+            Event::Unblocked => {
+                tracing::info!("the broker unblocked publishing");
+                self.status.send_modify(|s| s.blocked = None);
+            }
             Event::ChannelOpened { request, channel } => {
+                tracing::debug!(%channel, "channel open");
                 let (tx, rx) = watch::channel(None);
                 self.channels.insert(channel.0, tx);
                 self.answer(request, Outcome::ChannelOpened(channel, rx));
             }
             Event::ChannelClosed { channel, error } => {
-                tracing::debug!(%channel, %error, "channel closed");
+                match &error {
+                    ChannelError::ClosedByBroker { .. } => {
+                        tracing::warn!(%channel, %error, "channel closed by the broker")
+                    }
+                    _ => tracing::debug!(%channel, %error, "channel closed"),
+                }
                 if let Some(tx) = self.channels.remove(&channel.0) {
                     let _ = tx.send(Some(error));
                 }
@@ -166,13 +181,16 @@ impl Waiters {
             Event::Reply { request, channel, method } => self.reply(request, channel, method),
             Event::Sent { request } => self.answer(request, Outcome::Sent),
             Event::Published { request, channel, sequence } => self.published(request, channel, sequence),
-            Event::Failed { request, error } => self.answer(request, Outcome::Failed(error)),
+            Event::Failed { request, error } => {
+                tracing::debug!(?request, %error, "request failed");
+                self.answer(request, Outcome::Failed(error));
+            }
             Event::GetOk { request, message } => self.answer(request, Outcome::GetOk(message)),
             Event::Delivery { channel, message } => self.deliver(channel, message),
             Event::Returned { channel, message } => self.returned(channel, message),
             Event::Confirmed { channel, tag, multiple, ack } => self.confirmed(channel, tag, multiple, ack),
             Event::Cancelled { channel, consumer_tag } => {
-                tracing::debug!(%channel, consumer_tag, "consumer cancelled by the broker");
+                tracing::info!(%channel, consumer_tag, "consumer cancelled by the broker");
                 self.consumers.remove(&(channel.0, consumer_tag));
             }
             Event::Flow { channel, active } => tracing::debug!(%channel, active, "channel.flow"),
