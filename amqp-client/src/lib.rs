@@ -1,11 +1,41 @@
-//! An AMQP 0-9-1 client for RabbitMQ, built on [`amqp_codec`]: a sans-IO connection and channel
-//! state machine ([`core`]) and, on top of it, a thin tokio driver.
+//! An AMQP 0-9-1 client for RabbitMQ, built on [`amqp_codec`].
 //!
-//! The core is being built piece by piece (see the project's issue on the client): the
-//! handshake, tuning, SASL and heartbeat logic are here and tested with scripted frames.
+//! Three layers, each using only the one below it:
+//!
+//! - [`core`]: the connection and channel state machine. It owns no socket, no clock and no
+//!   task: bytes and time go in (`handle_input`, `handle_timeout`, `submit`), and bytes,
+//!   deadlines and events come out (`poll_transmit`, `poll_timeout`, `poll_event`). Every
+//!   protocol decision is made here, and it is tested by feeding it scripted frames.
+//! - [`driver`]: one tokio task per connection that moves bytes between the core and a TCP
+//!   or TLS stream, sleeps until the core's next deadline, and routes events to waiters.
+//! - [`api`]: [`Connection`], [`Channel`], publishing with confirms, consumers as streams.
+//!
+//! ```no_run
+//! use amqp_client::{Connection, api::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions}};
+//! use amqp_codec::{BasicProperties, FieldTable};
+//!
+//! # async fn demo() -> Result<(), amqp_client::api::Error> {
+//! let conn = Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+//! let channel = conn.open_channel().await?;
+//! let queue = channel.queue_declare("", QueueDeclareOptions { exclusive: true, ..Default::default() }, &FieldTable::new()).await?;
+//!
+//! channel.confirm_select().await?;
+//! let props = BasicProperties { content_type: Some("text/plain"), ..Default::default() };
+//! let confirm = channel.basic_publish("", &queue.name, BasicPublishOptions::default(), &props, "hello").await?;
+//! confirm.wait().await?; // the broker's ack
+//!
+//! let mut consumer = channel.basic_consume(&queue.name, BasicConsumeOptions::default(), &FieldTable::new()).await?;
+//! if let Some(delivery) = consumer.next_delivery().await {
+//!     assert_eq!(&delivery.body()[..], b"hello");
+//!     delivery.ack().await?;
+//! }
+//! conn.close().await?;
+//! # Ok(()) }
+//! ```
 
 pub mod api;
 pub mod core;
 pub mod driver;
 
 pub use amqp_codec as codec;
+pub use api::{Channel, Connection, Error};
