@@ -249,3 +249,51 @@ async fn the_first_endpoint_that_answers_is_used() {
     let err = Connection::connect_with(only_dead).await.unwrap_err();
     assert!(matches!(&err, Error::Connect { endpoint, .. } if endpoint.ends_with(&dead.to_string())), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_consumer_that_does_not_read_stops_the_connection_reading_instead_of_buffering() {
+    let options = ConnectionOptions::from_uri(&uri()).unwrap().consumer_buffer(16);
+    let conn = Connection::connect_with(options).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    // Not exclusive: another connection observes it. x-expires cleans up after a failed run.
+    let mut args = FieldTable::new();
+    args.insert("x-expires", 60_000i32);
+    let q = ch.queue_declare(&unique_name("slow-consumer"), QueueDeclareOptions::default(), &args).await.unwrap();
+    let n = 20_000u32;
+    let body = bytes::Bytes::from(vec![7u8; 4096]);
+    ch.confirm_select().await.unwrap();
+    let mut last = None;
+    for _ in 0..n {
+        last = Some(
+            ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), body.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    last.unwrap().wait().await.unwrap();
+    // No prefetch limit: the broker pushes as fast as the client reads. The consumer reads nothing.
+    let mut consumer = ch
+        .basic_consume(&q.name, BasicConsumeOptions { no_ack: true, ..Default::default() }, &FieldTable::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Observed from another connection: this one reads nothing until the consumer does, so
+    // even a reply to it would wait (RabbitMQ closes a socket it cannot write to for 15 s;
+    // a prefetch limit is what keeps a real consumer clear of that).
+    let other = Connection::connect(&uri()).await.unwrap();
+    let probe = other.open_channel().await.unwrap();
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let ready = probe.queue_declare(&q.name, passive, &FieldTable::new()).await.unwrap().message_count;
+    // 80 MB were ready; what left the queue is at most the client's small buffer plus what
+    // the socket buffers on both sides hold, far below all of it.
+    assert!(ready > n / 2, "only {ready} of {n} messages still in the queue: the client buffered the rest");
+    let mut received = 0;
+    while received < n {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next()).await.unwrap().unwrap();
+        assert_eq!(d.body().len(), 4096);
+        received += 1;
+    }
+    probe.queue_delete(&q.name, QueueDeleteOptions::default()).await.unwrap();
+    other.close().await.unwrap();
+    conn.close().await.unwrap();
+}

@@ -173,3 +173,43 @@ async fn the_server_answering_with_another_protocol_header_is_a_mismatch() {
     let err = result.expect("bounded").unwrap_err();
     assert!(matches!(err, Error::Connection(ConnectionError::ProtocolMismatch)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_full_consumer_loses_nothing_and_learns_of_the_end_as_it_drains() {
+    let peer = Peer::bind().await;
+    let uri = peer.uri("");
+    let options = ConnectionOptions::from_uri(&uri).unwrap().consumer_buffer(1);
+    let (conn, mut server) = tokio::join!(Connection::connect_with(options), peer.accept_open(0));
+    let conn = conn.unwrap();
+    let ch = open_channel(&conn, &mut server).await;
+    let no_args = FieldTable::new();
+    let (consumer, ()) = tokio::join!(ch.basic_consume("q", BasicConsumeOptions::default(), &no_args), async {
+        assert_eq!(server.recv_method_name().await, "basic.consume");
+        server.send_method(1, BasicConsumeOk { consumer_tag: "c1" }).await;
+    });
+    let mut consumer = consumer.unwrap();
+    for tag in 1..=3u64 {
+        server.send_method(1, BasicDeliver { consumer_tag: "c1", delivery_tag: DeliveryTag(tag), ..Default::default() }).await;
+        let header = amqp_codec::ContentHeader { class_id: amqp_codec::properties::BASIC_CLASS, weight: 0, body_size: 0, properties: Default::default() };
+        let mut frame = bytes::BytesMut::new();
+        amqp_codec::encode_header(amqp_codec::ChannelId(1), &header, 4096, &mut frame).unwrap();
+        server.send_raw(&frame).await;
+    }
+    let pending = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.queue_declare("q", QueueDeclareOptions::default(), &FieldTable::new()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await; // the consumer's one slot fills; the rest wait
+    drop(server);
+    // While the consumer is full the connection reads nothing, so it learns of the end only
+    // as the consumer drains: every delivery that arrived is handed over, then the stream ends.
+    let mut got = 0;
+    while tokio::time::timeout(BOUND, consumer.next_delivery()).await.unwrap().is_some() {
+        got += 1;
+    }
+    assert_eq!(got, 3, "no delivery lost or duplicated behind the full queue");
+    let error = tokio::time::timeout(BOUND, conn.closed()).await.unwrap();
+    assert!(matches!(error, ConnectionError::Lost(_)), "{error:?}");
+    let declare = tokio::time::timeout(BOUND, pending).await.unwrap().unwrap();
+    assert!(matches!(declare, Err(Error::Connection(ConnectionError::Lost(_)))), "{declare:?}");
+}

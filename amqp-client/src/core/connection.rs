@@ -454,6 +454,14 @@ impl Connection {
         }
     }
 
+    /// The driver stopped (true) or resumed (false) reading the socket, because a consumer's
+    /// queue is full. While paused, silence from the broker is not held against it.
+    pub fn handle_reading_paused(&mut self, paused: bool, now: Instant) {
+        if let Some(hb) = &mut self.heartbeat {
+            hb.reading_paused(paused, now);
+        }
+    }
+
     /// The next bytes to write; `now` is when they go out (heartbeats count from it).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
         let chunk = self.transmit.pop()?;

@@ -10,6 +10,8 @@ pub struct Heartbeat {
     interval: Duration,
     last_sent: Instant,
     last_received: Instant,
+    /// The client is not reading (a consumer is full): silence proves nothing about the peer.
+    reading_paused: bool,
 }
 
 /// What a timeout means for the connection.
@@ -26,7 +28,7 @@ pub enum HeartbeatAction {
 impl Heartbeat {
     /// Starts the timers at `now` for `interval`.
     pub fn new(interval: Duration, now: Instant) -> Self {
-        Heartbeat { interval, last_sent: now, last_received: now }
+        Heartbeat { interval, last_sent: now, last_received: now, reading_paused: false }
     }
 
     /// Anything was written to the peer.
@@ -39,9 +41,19 @@ impl Heartbeat {
         self.last_received = now;
     }
 
+    /// The client stops (true) or resumes (false) reading the socket. Resuming counts as
+    /// hearing from the peer, whose frames may have waited unread all along.
+    pub fn reading_paused(&mut self, paused: bool, now: Instant) {
+        self.reading_paused = paused;
+        if !paused {
+            self.last_received = now;
+        }
+    }
+
     /// The next instant at which [`Heartbeat::poll`] has something to do.
     pub fn deadline(&self) -> Instant {
-        (self.last_sent + self.interval).min(self.dead_at())
+        let send = self.last_sent + self.interval;
+        if self.reading_paused { send } else { send.min(self.dead_at()) }
     }
 
     fn dead_at(&self) -> Instant {
@@ -50,7 +62,7 @@ impl Heartbeat {
 
     /// What is due at `now`.
     pub fn poll(&self, now: Instant) -> HeartbeatAction {
-        if now >= self.dead_at() {
+        if !self.reading_paused && now >= self.dead_at() {
             HeartbeatAction::PeerDead
         } else if now >= self.last_sent + self.interval {
             HeartbeatAction::Send
@@ -75,6 +87,19 @@ mod tests {
         hb.sent(t0 + 10 * s);
         assert_eq!(hb.deadline(), t0 + 20 * s);
         assert_eq!(hb.poll(t0 + 20 * s), HeartbeatAction::PeerDead);
+    }
+
+    #[test]
+    fn silence_while_the_client_is_not_reading_is_not_the_peers_death() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut hb = Heartbeat::new(10 * s, t0);
+        hb.reading_paused(true, t0 + 5 * s);
+        hb.sent(t0 + 25 * s);
+        assert_eq!(hb.poll(t0 + 30 * s), HeartbeatAction::None);
+        hb.reading_paused(false, t0 + 30 * s);
+        assert_eq!(hb.poll(t0 + 49 * s), HeartbeatAction::Send);
+        assert_eq!(hb.poll(t0 + 50 * s), HeartbeatAction::PeerDead);
     }
 
     #[test]

@@ -49,15 +49,31 @@ where
     let mut outgoing: VecDeque<Bytes> = VecDeque::new();
     let mut closed_at: Option<Instant> = None;
     let mut requests_open = true;
+    let mut reading_paused = false;
     loop {
         let now = Instant::now().into_std();
         while let Some(chunk) = core.poll_transmit(now) {
             outgoing.push_back(chunk);
         }
-        while let Some(event) = core.poll_event() {
+        // A delivery that did not fit its consumer's queue holds back every later event, so
+        // nothing overtakes it and nothing overwrites it; the core keeps them meanwhile (no
+        // more than one read buffer's worth, as reading stops too).
+        while waiters.stalled.is_none()
+            && let Some(event) = core.poll_event()
+        {
             waiters.dispatch(event);
         }
+        if waiters.stalled.is_some() != reading_paused {
+            reading_paused = !reading_paused;
+            core.handle_reading_paused(reading_paused, Instant::now().into_std());
+        }
         if core.is_closed() {
+            // Nothing will be read again, so a full consumer queue cannot be waited for: the
+            // rest of the events go out now (unacked deliveries are redelivered by the broker).
+            waiters.abandon_stall();
+            while let Some(event) = core.poll_event() {
+                waiters.dispatch(event);
+            }
             let since = *closed_at.get_or_insert_with(Instant::now);
             if outgoing.is_empty() || since.elapsed() >= FLUSH_GRACE {
                 break;

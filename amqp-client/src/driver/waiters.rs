@@ -107,6 +107,8 @@ pub struct Waiters {
     pub stalled: Option<(mpsc::Sender<Message>, Message)>,
     status: watch::Sender<Status>,
     opened: Option<oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>>,
+    /// The connection is over: a delivery that does not fit is dropped, not waited for.
+    closing: bool,
 }
 
 impl Waiters {
@@ -123,6 +125,7 @@ impl Waiters {
             stalled: None,
             status,
             opened: Some(opened),
+            closing: false,
         }
     }
 
@@ -281,8 +284,21 @@ impl Waiters {
         };
         match tx.try_send(message) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(message)) => self.stalled = Some((tx.clone(), message)),
+            Err(mpsc::error::TrySendError::Full(_)) if self.closing => {}
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                debug_assert!(self.stalled.is_none(), "the driver dispatches nothing while stalled");
+                self.stalled = Some((tx.clone(), message));
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// The connection ended: hand over the stalled delivery if it fits, drop it otherwise, and
+    /// stall no more.
+    pub fn abandon_stall(&mut self) {
+        self.closing = true;
+        if let Some((tx, message)) = self.stalled.take() {
+            let _ = tx.try_send(message);
         }
     }
 
