@@ -46,14 +46,14 @@ where
 {
     let (mut reader, mut writer) = tokio::io::split(io);
     let mut incoming = BytesMut::with_capacity(READ_RESERVE);
-    let mut outgoing: VecDeque<Bytes> = VecDeque::new();
+    let mut outgoing = Outgoing::default();
     let mut closed_at: Option<Instant> = None;
     let mut requests_open = true;
     let mut reading_paused = false;
     loop {
         let now = Instant::now().into_std();
         while let Some(chunk) = core.poll_transmit(now) {
-            outgoing.push_back(chunk);
+            outgoing.push(chunk);
         }
         // A delivery that did not fit its consumer's queue holds back every later event, so
         // nothing overtakes it and nothing overwrites it; the core keeps them meanwhile (no
@@ -79,14 +79,14 @@ where
                 break;
             }
         }
-        let backlog: usize = outgoing.iter().map(Bytes::len).sum::<usize>() + core.pending_transmit();
+        let backlog = outgoing.len + core.pending_transmit();
         let deadline = core.poll_timeout().map(Instant::from_std);
         let grace = closed_at.map(|t| t + FLUSH_GRACE);
         if incoming.capacity() - incoming.len() < READ_RESERVE / 4 {
             incoming.reserve(READ_RESERVE);
         }
         tokio::select! {
-            written = write_some(&mut writer, &mut outgoing), if !outgoing.is_empty() => {
+            written = outgoing.write_some(&mut writer), if !outgoing.is_empty() => {
                 if let Err(e) = written {
                     outgoing.clear();
                     core.handle_eof(Instant::now().into_std(), &format!("write failed: {e}"));
@@ -132,22 +132,51 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// One vectored write of what is queued; drops what went out.
-async fn write_some<W: AsyncWrite + Unpin>(writer: &mut W, outgoing: &mut VecDeque<Bytes>) -> std::io::Result<()> {
-    let slices: Vec<IoSlice<'_>> = outgoing.iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
-    let mut written = writer.write_vectored(&slices).await?;
-    if written == 0 {
-        return Err(std::io::ErrorKind::WriteZero.into());
+/// Chunks waiting for the socket, and their total size (the backpressure measure).
+#[derive(Default)]
+struct Outgoing {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Outgoing {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push_back(chunk);
     }
-    while written > 0 {
-        let Some(front) = outgoing.front_mut() else { break };
-        if written >= front.len() {
-            written -= front.len();
-            outgoing.pop_front();
-        } else {
-            front.advance(written);
-            written = 0;
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+
+    /// One vectored write of what is queued; drops what went out.
+    async fn write_some<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
         }
+        let mut written = writer.write_vectored(&slices[..n]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.len -= written;
+        while written > 0 {
+            let Some(front) = self.chunks.front_mut() else { break };
+            if written >= front.len() {
+                written -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
