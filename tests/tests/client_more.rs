@@ -297,3 +297,30 @@ async fn a_consumer_that_does_not_read_stops_the_connection_reading_instead_of_b
     other.close().await.unwrap();
     conn.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn acking_from_a_consumer_whose_queue_is_full_does_not_deadlock() {
+    // The consumer's queue (16) is smaller than the prefetch (500): deliveries wait behind a
+    // full queue while the consumer awaits its acks. Replies must still reach it.
+    let options = ConnectionOptions::from_uri(&uri()).unwrap().consumer_buffer(16);
+    let conn = Connection::connect_with(options).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    let n = 3_000u32;
+    for i in 0..n {
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), i.to_string())
+            .await
+            .unwrap();
+    }
+    ch.basic_qos(500, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch.basic_consume(&q.name, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+    for i in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await.expect("no deadlock").unwrap();
+        assert_eq!(&d.body()[..], i.to_string().as_bytes(), "in order, none lost");
+        tokio::time::timeout(Duration::from_secs(10), d.ack())
+            .await
+            .expect("the ack is not held behind deliveries")
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+}

@@ -55,25 +55,17 @@ where
         while let Some(chunk) = core.poll_transmit(now) {
             outgoing.push(chunk);
         }
-        // A delivery that did not fit its consumer's queue holds back every later event, so
-        // nothing overtakes it and nothing overwrites it; the core keeps them meanwhile (no
-        // more than one read buffer's worth, as reading stops too).
-        while waiters.stalled.is_none()
-            && let Some(event) = core.poll_event()
-        {
+        while let Some(event) = core.poll_event() {
             waiters.dispatch(event);
         }
-        if waiters.stalled.is_some() != reading_paused {
+        if waiters.is_stalled() != reading_paused {
             reading_paused = !reading_paused;
             core.handle_reading_paused(reading_paused, Instant::now().into_std());
         }
         if core.is_closed() {
-            // Nothing will be read again, so a full consumer queue cannot be waited for: the
-            // rest of the events go out now (unacked deliveries are redelivered by the broker).
+            // Nothing will be read again, so a full consumer queue cannot be waited for: what
+            // does not fit is dropped (unacked deliveries are redelivered by the broker).
             waiters.abandon_stall();
-            while let Some(event) = core.poll_event() {
-                waiters.dispatch(event);
-            }
             let since = *closed_at.get_or_insert_with(Instant::now);
             if outgoing.is_empty() || since.elapsed() >= FLUSH_GRACE {
                 break;
@@ -92,7 +84,7 @@ where
                     core.handle_eof(Instant::now().into_std(), &format!("write failed: {e}"));
                 }
             }
-            read = reader.read_buf(&mut incoming), if waiters.stalled.is_none() && !core.is_closed() => {
+            read = reader.read_buf(&mut incoming), if !waiters.is_stalled() && !core.is_closed() => {
                 let now = Instant::now().into_std();
                 match read {
                     Ok(0) => core.handle_eof(now, "the broker closed the socket"),
@@ -114,7 +106,7 @@ where
                     }
                 }
             }
-            () = waiters.unstall(), if waiters.stalled.is_some() => {}
+            () = waiters.unstall(), if waiters.is_stalled() => {}
             () = sleep_until(deadline.or(grace)) => {
                 if !core.is_closed() {
                     core.handle_timeout(Instant::now().into_std());

@@ -2,7 +2,7 @@
 //! per unconfirmed publish, a watch per channel and one for the connection. Makes no protocol
 //! decisions: it only matches what the core reports to who asked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use amqp_codec::{ChannelId, DeliveryTag, FieldTable, Method};
 use bytes::Bytes;
@@ -103,8 +103,9 @@ pub struct Waiters {
     channels: HashMap<u16, watch::Sender<Option<ChannelError>>>,
     consumers: HashMap<(u16, String), mpsc::Sender<Message>>,
     unconfirmed: HashMap<u16, BTreeMap<u64, Unconfirmed>>,
-    /// A delivery whose consumer's queue is full: the driver stops reading until it fits.
-    pub stalled: Option<(mpsc::Sender<Message>, Message)>,
+    /// Deliveries waiting, in order, behind one whose consumer's queue was full; the driver
+    /// stops reading until they fit, which bounds them by one read buffer.
+    held: VecDeque<(mpsc::Sender<Message>, Message)>,
     status: watch::Sender<Status>,
     opened: Option<oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>>,
     /// The connection is over: a delivery that does not fit is dropped, not waited for.
@@ -122,7 +123,7 @@ impl Waiters {
             channels: HashMap::new(),
             consumers: HashMap::new(),
             unconfirmed: HashMap::new(),
-            stalled: None,
+            held: VecDeque::new(),
             status,
             opened: Some(opened),
             closing: false,
@@ -282,34 +283,51 @@ impl Waiters {
             tracing::debug!(%channel, "a delivery for a consumer that is gone");
             return;
         };
+        // Deliveries queue behind one that did not fit, in arrival order; other events (the
+        // replies an ack or a publish waits for) pass, or a consumer awaiting its own ack
+        // would wait on itself.
+        if !self.held.is_empty() {
+            self.held.push_back((tx.clone(), message));
+            return;
+        }
         match tx.try_send(message) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) if self.closing => {}
-            Err(mpsc::error::TrySendError::Full(message)) => {
-                debug_assert!(self.stalled.is_none(), "the driver dispatches nothing while stalled");
-                self.stalled = Some((tx.clone(), message));
-            }
+            Err(mpsc::error::TrySendError::Full(message)) => self.held.push_back((tx.clone(), message)),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
-    /// The connection ended: hand over the stalled delivery if it fits, drop it otherwise, and
-    /// stall no more.
+    /// True while deliveries wait for a full consumer queue: the driver stops reading.
+    pub fn is_stalled(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The connection ended: hand over what fits, drop the rest, and stall no more.
     pub fn abandon_stall(&mut self) {
         self.closing = true;
-        if let Some((tx, message)) = self.stalled.take() {
+        for (tx, message) in core::mem::take(&mut self.held) {
             let _ = tx.try_send(message);
         }
     }
 
-    /// Waits until the stalled delivery fits its consumer's queue, and puts it there.
+    /// Waits until the first held delivery fits its consumer's queue, then hands over as many
+    /// held deliveries as fit.
     pub async fn unstall(&mut self) {
-        let Some((tx, _)) = &self.stalled else { return };
+        let Some((tx, _)) = self.held.front() else { return };
         let permit = tx.clone().reserve_owned().await;
-        if let Some((_, message)) = self.stalled.take()
-            && let Ok(permit) = permit
-        {
+        let Some((_, message)) = self.held.pop_front() else { return };
+        if let Ok(permit) = permit {
             permit.send(message);
+        }
+        while let Some((tx, message)) = self.held.pop_front() {
+            match tx.try_send(message) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    self.held.push_front((tx, message));
+                    return;
+                }
+            }
         }
     }
 }
