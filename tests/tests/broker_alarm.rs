@@ -63,20 +63,23 @@ async fn publishes_wait_while_the_broker_blocks_and_flow_again_when_it_unblocks(
     wait_until(|| conn.blocked().is_some(), "connection.blocked").await;
     assert!(conn.blocked().unwrap().contains("memory"), "{:?}", conn.blocked());
 
-    // A publish now waits in the client instead of going out.
+    // A publish now waits (in the client: the core's unit test
+    // while_blocked_publishes_wait_but_acks_go_out shows it is held back, not sent) and is
+    // confirmed only after the alarm clears.
     let ch2 = ch.clone();
     let queue = q.name.clone();
     let second = tokio::spawn(async move {
-        ch2.basic_publish("", &queue, BasicPublishOptions::default(), &BasicProperties::default(), "after the alarm")
-            .await
+        let props = BasicProperties::default();
+        let confirm = ch2.basic_publish("", &queue, BasicPublishOptions::default(), &props, "after the alarm").await?;
+        confirm.wait().await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "the publish waits while blocked");
+    assert!(!second.is_finished(), "no confirm while blocked");
 
     drop(alarm);
     wait_until(|| conn.blocked().is_none(), "connection.unblocked").await;
     assert_eq!(tokio::time::timeout(Duration::from_secs(30), first.wait()).await.unwrap().unwrap(), Confirmation::Ack);
-    let second = tokio::time::timeout(Duration::from_secs(30), second).await.unwrap().unwrap().unwrap();
-    assert_eq!(second.wait().await.unwrap(), Confirmation::Ack);
+    let second = tokio::time::timeout(Duration::from_secs(30), second).await.unwrap().unwrap();
+    assert_eq!(second.unwrap(), Confirmation::Ack);
     conn.close().await.unwrap();
 }

@@ -13,7 +13,8 @@ use super::error::Error;
 use super::options::*;
 use crate::core::command::Command;
 use crate::core::error::ChannelError;
-use crate::driver::waiters::Outcome;
+use crate::driver::Request;
+use crate::driver::waiters::{Outcome, Reply};
 
 /// A channel: one lane of a connection. Cheap to clone; clones share the channel.
 #[derive(Clone, Debug)]
@@ -263,22 +264,33 @@ impl Channel {
         self.call(BasicRecover { requeue }.into()).await.map(drop)
     }
 
-    /// basic.ack for a delivery of this channel.
+    /// basic.ack for a delivery of this channel. Returns once the ack is queued for the
+    /// socket: the protocol has no answer to an ack, so there is nothing more to wait for.
     pub async fn basic_ack(&self, tag: AckTag, multiple: bool) -> Result<(), Error> {
         let delivery_tag = self.own(tag)?;
-        self.send(BasicAck { delivery_tag, multiple }.into()).await.map(drop)
+        self.send_unanswered(BasicAck { delivery_tag, multiple }.into()).await
     }
 
-    /// basic.nack (RabbitMQ) for a delivery of this channel.
+    /// basic.nack (RabbitMQ) for a delivery of this channel; queued as `basic_ack` is.
     pub async fn basic_nack(&self, tag: AckTag, multiple: bool, requeue: bool) -> Result<(), Error> {
         let delivery_tag = self.own(tag)?;
-        self.send(BasicNack { delivery_tag, multiple, requeue }.into()).await.map(drop)
+        self.send_unanswered(BasicNack { delivery_tag, multiple, requeue }.into()).await
     }
 
-    /// basic.reject for a delivery of this channel.
+    /// basic.reject for a delivery of this channel; queued as `basic_ack` is.
     pub async fn basic_reject(&self, tag: AckTag, requeue: bool) -> Result<(), Error> {
         let delivery_tag = self.own(tag)?;
-        self.send(BasicReject { delivery_tag, requeue }.into()).await.map(drop)
+        self.send_unanswered(BasicReject { delivery_tag, requeue }.into()).await
+    }
+
+    /// Queues a method nobody answers, without a round trip to the driver.
+    async fn send_unanswered(&self, method: Method<'_>) -> Result<(), Error> {
+        if let Some(error) = self.close_reason() {
+            return Err(error.into());
+        }
+        let frame = self.encode(method)?;
+        let request = Request { command: Command::Method { channel: self.id, frame }, reply: Reply::Nothing };
+        self.conn.submit(request).await
     }
 
     /// The wire tag of a delivery of this channel; a tag of another channel or connection

@@ -8,7 +8,6 @@ use std::time::Instant;
 use amqp_codec::{FieldTable, ReplyCode};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::Instrument;
 
 use super::channel::Channel;
 use super::error::Error;
@@ -65,19 +64,19 @@ impl Connection {
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
         let (status_tx, status) = watch::channel(Status { closed: None, blocked: None });
         let (opened_tx, opened) = oneshot::channel();
-        let waiters = Waiters::new(status_tx, opened_tx);
         let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("amqp_connection", endpoint = %host, generation, tls = options.tls.is_some());
+        let waiters = Waiters::new(status_tx, opened_tx, span.clone());
         match &options.tls {
             Some(tls) => {
                 let stream = match tokio::time::timeout_at(deadline, tls.connect(&host, stream)).await {
                     Ok(stream) => stream?,
                     Err(_) => return Err(ConnectionError::Timeout("the TLS handshake").into()),
                 };
-                tokio::spawn(driver::run(core, stream, receiver, waiters).instrument(span.clone()));
+                tokio::spawn(driver::run(core, stream, receiver, waiters));
             }
             None => {
-                tokio::spawn(driver::run(core, stream, receiver, waiters).instrument(span.clone()));
+                tokio::spawn(driver::run(core, stream, receiver, waiters));
             }
         }
         let (server_properties, tuned) = match tokio::time::timeout_at(deadline, opened).await {
@@ -190,7 +189,6 @@ pub(crate) fn unexpected(outcome: Outcome) -> Error {
         Outcome::ChannelOpened(..) => Error::UnexpectedReply("channel.open-ok"),
         Outcome::Reply(_) => Error::UnexpectedReply("a method reply"),
         Outcome::Sent => Error::UnexpectedReply("sent"),
-        Outcome::Published(_) => Error::UnexpectedReply("published"),
         Outcome::GetOk(_) => Error::UnexpectedReply("basic.get-ok"),
     }
 }

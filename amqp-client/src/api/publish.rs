@@ -3,51 +3,47 @@
 //! [`PublishConfirm`] resolves with the broker's ack, nack or return.
 
 use amqp_codec::method::BasicPublish;
-use amqp_codec::{BasicProperties, DeliveryTag, encode_content_prefix};
+use amqp_codec::{BasicProperties, encode_content_prefix};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::channel::Channel;
-use super::connection::unexpected;
 use super::error::Error;
 use super::options::BasicPublishOptions;
 use crate::core::command::Command;
+use crate::core::error::ChannelError;
 use crate::driver::Request;
 pub use crate::driver::waiters::Confirmation;
-use crate::driver::waiters::{Outcome, Reply, Returnable};
+use crate::driver::waiters::{Reply, Returnable};
 
 /// A publish the broker has yet to confirm.
 #[derive(Debug)]
 pub struct PublishConfirm {
-    sequence: Option<DeliveryTag>,
-    confirm: oneshot::Receiver<Confirmation>,
+    confirm: oneshot::Receiver<Result<Confirmation, ChannelError>>,
     channel: Channel,
 }
 
 impl PublishConfirm {
-    /// The confirm sequence number, in confirm mode.
-    pub fn sequence(&self) -> Option<DeliveryTag> {
-        self.sequence
-    }
-
-    /// Waits for the broker's verdict. Outside confirm mode there is none to wait for, and
-    /// this answers `Ack` at once (the message is on its way, nothing more is known).
+    /// Waits for the broker's verdict: `Ack`, `Nack` or `Returned` in confirm mode, and
+    /// `NotRequested` at once outside it. A publish that could not be sent (its channel
+    /// closed first) is an error.
     pub async fn wait(self) -> Result<Confirmation, Error> {
-        if self.sequence.is_none() {
-            return Ok(Confirmation::Ack);
-        }
         // No verdict will come once the channel or connection has ended: say which did.
         let channel = self.channel;
-        self.confirm.await.map_err(|_| match channel.close_reason() {
-            Some(error) => error.into(),
-            None => channel.conn.gone().into(),
-        })
+        match self.confirm.await {
+            Ok(verdict) => verdict.map_err(Error::from),
+            Err(_) => Err(match channel.close_reason() {
+                Some(error) => error.into(),
+                None => channel.conn.gone().into(),
+            }),
+        }
     }
 }
 
 impl Channel {
-    /// basic.publish. Returns once the message is queued for the socket, in order; in confirm
-    /// mode, await the returned [`PublishConfirm`] for the broker's verdict.
+    /// basic.publish. Returns once the message is in the connection's queue, in order; in
+    /// confirm mode, await the returned [`PublishConfirm`] for the broker's verdict. When the
+    /// socket falls behind, this waits (the queue is bounded).
     ///
     /// ```no_run
     /// # async fn demo(channel: amqp_client::api::Channel) -> Result<(), amqp_client::api::Error> {
@@ -67,6 +63,9 @@ impl Channel {
         properties: &BasicProperties<'_>,
         body: impl Into<Bytes>,
     ) -> Result<PublishConfirm, Error> {
+        if let Some(error) = self.close_reason() {
+            return Err(error.into());
+        }
         let body = body.into();
         let method = BasicPublish {
             exchange,
@@ -83,14 +82,10 @@ impl Channel {
             routing_key: routing_key.to_owned(),
             body: body.clone(),
         });
-        let (outcome_tx, outcome) = oneshot::channel();
         let (confirm_tx, confirm) = oneshot::channel();
-        let reply = Reply::Publish { outcome: outcome_tx, confirm: Some(confirm_tx), mandatory };
+        let reply = Reply::Publish { confirm: confirm_tx, mandatory };
         let command = Command::Publish { channel: self.id, prefix: prefix.freeze(), body };
         self.conn.submit(Request { command, reply }).await?;
-        match self.conn.outcome(outcome).await? {
-            Outcome::Published(sequence) => Ok(PublishConfirm { sequence, confirm, channel: self.clone() }),
-            other => Err(unexpected(other)),
-        }
+        Ok(PublishConfirm { confirm, channel: self.clone() })
     }
 }

@@ -2,7 +2,11 @@
 //! per unconfirmed publish, a watch per channel and one for the connection. Makes no protocol
 //! decisions: it only matches what the core reports to who asked.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+// FxHash: the keys are our own sequential ids, so SipHash's flooding defence buys nothing,
+// and it showed in the publish profile.
+use rustc_hash::FxHashMap as HashMap;
 
 use amqp_codec::{ChannelId, DeliveryTag, FieldTable, Method};
 use bytes::Bytes;
@@ -22,8 +26,6 @@ pub enum Outcome {
     Reply(Bytes),
     /// A request without a reply is on the wire queue.
     Sent,
-    /// A publish is on the wire queue, with its confirm number in confirm mode.
-    Published(Option<DeliveryTag>),
     /// basic.get-ok with its message.
     GetOk(Message),
     /// It failed.
@@ -40,6 +42,8 @@ pub enum Confirmation {
     Nack,
     /// The message was mandatory and unroutable: basic.return came back, then the ack.
     Returned(Message),
+    /// The channel is not in confirm mode: the message is on its way, nothing more is known.
+    NotRequested,
 }
 
 /// How the driver answers one request.
@@ -56,15 +60,18 @@ pub enum Reply {
         /// Where the consumer's messages go.
         deliveries: mpsc::Sender<Message>,
     },
-    /// basic.publish: resolve `outcome` when queued, and `confirm` on ack, nack or return.
+    /// basic.publish: resolve `confirm` with the broker's verdict (at once outside confirm
+    /// mode), or with why the publish failed. The caller does not wait for the publish to be
+    /// queued: the request queue keeps the order, and a round trip per message would cost
+    /// two task switches.
     Publish {
-        /// The request's answer.
-        outcome: oneshot::Sender<Outcome>,
-        /// The broker's verdict, in confirm mode.
-        confirm: Option<oneshot::Sender<Confirmation>>,
+        /// The verdict.
+        confirm: oneshot::Sender<Result<Confirmation, ChannelError>>,
         /// For a mandatory publish: what a basic.return of it would carry.
         mandatory: Option<Returnable>,
     },
+    /// Nobody waits (acks: the protocol has no answer to them either).
+    Nothing,
 }
 
 /// What identifies a mandatory publish in a basic.return: the broker echoes the exchange,
@@ -82,7 +89,7 @@ pub struct Returnable {
 
 #[derive(Debug)]
 struct Unconfirmed {
-    confirm: Option<oneshot::Sender<Confirmation>>,
+    confirm: oneshot::Sender<Result<Confirmation, ChannelError>>,
     mandatory: Option<Returnable>,
     returned: Option<Message>,
 }
@@ -110,29 +117,37 @@ pub struct Waiters {
     opened: Option<oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>>,
     /// The connection is over: a delivery that does not fit is dropped, not waited for.
     closing: bool,
+    /// The connection's span: events name it as their parent rather than the driver entering
+    /// it on every poll, which cost more than the rest of a publish's dispatch.
+    span: tracing::Span,
 }
 
 impl Waiters {
-    /// Waiters reporting the connection's status on `status` and its opening on `opened`.
+    /// Waiters reporting the connection's status on `status` and its opening on `opened`,
+    /// logging under `span`.
     pub fn new(
         status: watch::Sender<Status>,
         opened: oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>,
+        span: tracing::Span,
     ) -> Self {
         Waiters {
-            requests: HashMap::new(),
-            channels: HashMap::new(),
-            consumers: HashMap::new(),
-            unconfirmed: HashMap::new(),
+            requests: HashMap::default(),
+            channels: HashMap::default(),
+            consumers: HashMap::default(),
+            unconfirmed: HashMap::default(),
             held: VecDeque::new(),
             status,
             opened: Some(opened),
             closing: false,
+            span,
         }
     }
 
     /// Remembers how to answer `request`.
     pub fn insert(&mut self, request: RequestId, reply: Reply) {
-        self.requests.insert(request, reply);
+        if !matches!(reply, Reply::Nothing) {
+            self.requests.insert(request, reply);
+        }
     }
 
     /// Routes one event.
@@ -145,8 +160,10 @@ impl Waiters {
             }
             Event::Closed(error) => {
                 match &error {
-                    ConnectionError::ClosedByClient { .. } => tracing::info!(%error, "connection closed"),
-                    _ => tracing::warn!(%error, "connection lost"),
+                    ConnectionError::ClosedByClient { .. } => {
+                        tracing::info!(parent: &self.span, %error, "connection closed")
+                    }
+                    _ => tracing::warn!(parent: &self.span, %error, "connection lost"),
                 }
                 if let Some(opened) = self.opened.take() {
                     let _ = opened.send(Err(error.clone()));
@@ -156,15 +173,15 @@ impl Waiters {
                 self.unconfirmed.clear();
             }
             Event::Blocked { reason } => {
-                tracing::warn!(%reason, "the broker blocked publishing");
+                tracing::warn!(parent: &self.span, %reason, "the broker blocked publishing");
                 self.status.send_modify(|s| s.blocked = Some(reason));
             }
             Event::Unblocked => {
-                tracing::info!("the broker unblocked publishing");
+                tracing::info!(parent: &self.span, "the broker unblocked publishing");
                 self.status.send_modify(|s| s.blocked = None);
             }
             Event::ChannelOpened { request, channel } => {
-                tracing::debug!(%channel, "channel open");
+                tracing::debug!(parent: &self.span, %channel, "channel open");
                 let (tx, rx) = watch::channel(None);
                 self.channels.insert(channel.0, tx);
                 self.answer(request, Outcome::ChannelOpened(channel, rx));
@@ -172,9 +189,9 @@ impl Waiters {
             Event::ChannelClosed { channel, error } => {
                 match &error {
                     ChannelError::ClosedByBroker { .. } => {
-                        tracing::warn!(%channel, %error, "channel closed by the broker")
+                        tracing::warn!(parent: &self.span, %channel, %error, "channel closed by the broker")
                     }
-                    _ => tracing::debug!(%channel, %error, "channel closed"),
+                    _ => tracing::debug!(parent: &self.span, %channel, %error, "channel closed"),
                 }
                 if let Some(tx) = self.channels.remove(&channel.0) {
                     let _ = tx.send(Some(error));
@@ -186,7 +203,7 @@ impl Waiters {
             Event::Sent { request } => self.answer(request, Outcome::Sent),
             Event::Published { request, channel, sequence } => self.published(request, channel, sequence),
             Event::Failed { request, error } => {
-                tracing::debug!(?request, %error, "request failed");
+                tracing::debug!(parent: &self.span, ?request, %error, "request failed");
                 self.answer(request, Outcome::Failed(error));
             }
             Event::GetOk { request, message } => self.answer(request, Outcome::GetOk(message)),
@@ -194,21 +211,26 @@ impl Waiters {
             Event::Returned { channel, message } => self.returned(channel, message),
             Event::Confirmed { channel, tag, multiple, ack } => self.confirmed(channel, tag, multiple, ack),
             Event::Cancelled { channel, consumer_tag } => {
-                tracing::info!(%channel, consumer_tag, "consumer cancelled by the broker");
+                tracing::info!(parent: &self.span, %channel, consumer_tag, "consumer cancelled by the broker");
                 self.consumers.remove(&(channel.0, consumer_tag));
             }
-            Event::Flow { channel, active } => tracing::debug!(%channel, active, "channel.flow"),
+            Event::Flow { channel, active } => tracing::debug!(parent: &self.span, %channel, active, "channel.flow"),
         }
     }
 
     fn answer(&mut self, request: RequestId, outcome: Outcome) {
         match self.requests.remove(&request) {
-            Some(Reply::Once(tx))
-            | Some(Reply::Consume { outcome: tx, .. })
-            | Some(Reply::Publish { outcome: tx, .. }) => {
+            Some(Reply::Once(tx)) | Some(Reply::Consume { outcome: tx, .. }) => {
                 let _ = tx.send(outcome);
             }
-            None => {}
+            Some(Reply::Publish { confirm, .. }) => {
+                let verdict = match outcome {
+                    Outcome::Failed(error) => Err(error),
+                    _ => Ok(Confirmation::NotRequested),
+                };
+                let _ = confirm.send(verdict);
+            }
+            Some(Reply::Nothing) | None => {}
         }
     }
 
@@ -228,14 +250,16 @@ impl Waiters {
     }
 
     fn published(&mut self, request: RequestId, channel: ChannelId, sequence: Option<DeliveryTag>) {
-        let Some(Reply::Publish { outcome, confirm, mandatory }) = self.requests.remove(&request) else {
-            return self.answer(request, Outcome::Published(sequence));
-        };
-        if let Some(seq) = sequence {
-            let pending = Unconfirmed { confirm, mandatory, returned: None };
-            self.unconfirmed.entry(channel.0).or_default().insert(seq.0, pending);
+        let Some(Reply::Publish { confirm, mandatory }) = self.requests.remove(&request) else { return };
+        match sequence {
+            Some(seq) => {
+                let pending = Unconfirmed { confirm, mandatory, returned: None };
+                self.unconfirmed.entry(channel.0).or_default().insert(seq.0, pending);
+            }
+            None => {
+                let _ = confirm.send(Ok(Confirmation::NotRequested));
+            }
         }
-        let _ = outcome.send(Outcome::Published(sequence));
     }
 
     fn confirmed(&mut self, channel: ChannelId, tag: DeliveryTag, multiple: bool, ack: bool) {
@@ -252,9 +276,7 @@ impl Waiters {
                 (true, None) => Confirmation::Ack,
                 (false, _) => Confirmation::Nack,
             };
-            if let Some(tx) = u.confirm {
-                let _ = tx.send(verdict);
-            }
+            let _ = u.confirm.send(Ok(verdict));
         }
     }
 
@@ -270,7 +292,7 @@ impl Waiters {
         });
         match matched {
             Some(u) => u.returned = Some(message.clone()),
-            None => tracing::debug!(%channel, "basic.return for a publish outside confirm mode"),
+            None => tracing::debug!(parent: &self.span, %channel, "basic.return for a publish outside confirm mode"),
         }
     }
 
@@ -280,7 +302,7 @@ impl Waiters {
             _ => return,
         };
         let Some(tx) = self.consumers.get(&(channel.0, tag)) else {
-            tracing::debug!(%channel, "a delivery for a consumer that is gone");
+            tracing::debug!(parent: &self.span, %channel, "a delivery for a consumer that is gone");
             return;
         };
         // Deliveries queue behind one that did not fit, in arrival order; other events (the
