@@ -189,8 +189,15 @@ async fn a_full_consumer_loses_nothing_and_learns_of_the_end_as_it_drains() {
     });
     let mut consumer = consumer.unwrap();
     for tag in 1..=3u64 {
-        server.send_method(1, BasicDeliver { consumer_tag: "c1", delivery_tag: DeliveryTag(tag), ..Default::default() }).await;
-        let header = amqp_codec::ContentHeader { class_id: amqp_codec::properties::BASIC_CLASS, weight: 0, body_size: 0, properties: Default::default() };
+        server
+            .send_method(1, BasicDeliver { consumer_tag: "c1", delivery_tag: DeliveryTag(tag), ..Default::default() })
+            .await;
+        let header = amqp_codec::ContentHeader {
+            class_id: amqp_codec::properties::BASIC_CLASS,
+            weight: 0,
+            body_size: 0,
+            properties: Default::default(),
+        };
         let mut frame = bytes::BytesMut::new();
         amqp_codec::encode_header(amqp_codec::ChannelId(1), &header, 4096, &mut frame).unwrap();
         server.send_raw(&frame).await;
