@@ -53,7 +53,7 @@ impl ConnectionOptions {
             },
             timeouts: Timeouts::default(),
             connect_timeout: uri.connection_timeout.unwrap_or(Duration::from_secs(30)),
-            consumer_buffer: 256,
+            consumer_buffer: 2048,
             tls: uri.tls.then(|| TlsOptions {
                 ca_file: uri.ca_file.map(Into::into),
                 cert_file: uri.cert_file.map(Into::into),
