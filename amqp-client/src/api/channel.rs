@@ -11,7 +11,7 @@ use super::connection::{Connection, unexpected};
 use super::consumer::AckTag;
 use super::error::Error;
 use super::options::*;
-use crate::core::command::Command;
+use crate::core::command::{Command, Verdict};
 use crate::core::error::ChannelError;
 use crate::driver::Request;
 use crate::driver::waiters::{Outcome, Reply};
@@ -267,30 +267,27 @@ impl Channel {
     /// basic.ack for a delivery of this channel. Returns once the ack is queued for the
     /// socket: the protocol has no answer to an ack, so there is nothing more to wait for.
     pub async fn basic_ack(&self, tag: AckTag, multiple: bool) -> Result<(), Error> {
-        let delivery_tag = self.own(tag)?;
-        self.send_unanswered(BasicAck { delivery_tag, multiple }.into()).await
+        self.ack_with(tag, multiple, Verdict::Ack).await
     }
 
     /// basic.nack (RabbitMQ) for a delivery of this channel; queued as `basic_ack` is.
     pub async fn basic_nack(&self, tag: AckTag, multiple: bool, requeue: bool) -> Result<(), Error> {
-        let delivery_tag = self.own(tag)?;
-        self.send_unanswered(BasicNack { delivery_tag, multiple, requeue }.into()).await
+        self.ack_with(tag, multiple, Verdict::Nack { requeue }).await
     }
 
     /// basic.reject for a delivery of this channel; queued as `basic_ack` is.
     pub async fn basic_reject(&self, tag: AckTag, requeue: bool) -> Result<(), Error> {
-        let delivery_tag = self.own(tag)?;
-        self.send_unanswered(BasicReject { delivery_tag, requeue }.into()).await
+        self.ack_with(tag, false, Verdict::Reject { requeue }).await
     }
 
-    /// Queues a method nobody answers, without a round trip to the driver.
-    async fn send_unanswered(&self, method: Method<'_>) -> Result<(), Error> {
+    /// Queues an ack, nack or reject without a round trip to the driver: nobody answers it.
+    async fn ack_with(&self, tag: AckTag, multiple: bool, verdict: Verdict) -> Result<(), Error> {
+        let tag = self.own(tag)?;
         if let Some(error) = self.close_reason() {
             return Err(error.into());
         }
-        let frame = self.encode(method)?;
-        let request = Request { command: Command::Method { channel: self.id, frame }, reply: Reply::Nothing };
-        self.conn.submit(request).await
+        let command = Command::Ack { channel: self.id, tag, multiple, verdict };
+        self.conn.submit(Request { command, reply: Reply::Nothing }).await
     }
 
     /// The wire tag of a delivery of this channel; a tag of another channel or connection

@@ -12,14 +12,16 @@
 
 use std::collections::VecDeque;
 
-use amqp_codec::method::{BasicCancelOk, ChannelClose, ChannelCloseOk, ChannelFlowOk};
+use amqp_codec::method::{
+    BasicAck, BasicCancelOk, BasicNack, BasicReject, ChannelClose, ChannelCloseOk, ChannelFlowOk,
+};
 use amqp_codec::{
     ChannelId, ClassId, DeliveryTag, FRAME_END, FrameType, Method, MethodId, ReplyCode, body_chunks, encode_method,
     frame_header,
 };
 use bytes::{BufMut, Bytes};
 
-use super::command::RequestId;
+use super::command::{RequestId, Verdict};
 use super::content::{Content, ContentKind};
 use super::error::{ChannelError, ConnectionError};
 use super::event::{Event, Message};
@@ -113,6 +115,28 @@ impl Channel {
                 self.pump(out);
             }
         }
+    }
+
+    /// Sends an ack, nack or reject at once (see `submit_method` on why acks never queue).
+    pub fn submit_ack(
+        &mut self,
+        request: RequestId,
+        tag: DeliveryTag,
+        multiple: bool,
+        verdict: Verdict,
+        out: &mut Out<'_>,
+    ) {
+        if !matches!(self.state, State::Open(_)) {
+            out.events.push_back(Event::Failed { request, error: ChannelError::NotOpen(self.id.0) });
+            return;
+        }
+        let method: Method<'_> = match verdict {
+            Verdict::Ack => BasicAck { delivery_tag: tag, multiple }.into(),
+            Verdict::Nack { requeue } => BasicNack { delivery_tag: tag, multiple, requeue }.into(),
+            Verdict::Reject { requeue } => BasicReject { delivery_tag: tag, requeue }.into(),
+        };
+        send(self.id, method, out);
+        out.events.push_back(Event::Sent { request });
     }
 
     /// Queues a message.

@@ -2,7 +2,7 @@
 //! (off the driver's task), and the core reads back only what it must know (which method,
 //! whether a reply is due). Each command's outcome comes back as an `Event` with its id.
 
-use amqp_codec::{ChannelId, ReplyCode};
+use amqp_codec::{ChannelId, DeliveryTag, ReplyCode};
 use bytes::Bytes;
 
 /// Names one command, so that its outcome can be matched to it.
@@ -34,6 +34,18 @@ pub enum Command {
         /// The body.
         body: Bytes,
     },
+    /// Acknowledges deliveries (basic.ack, basic.nack or basic.reject), encoded by the core
+    /// straight into its output: the hot path of every consumer. Answered by `Sent`.
+    Ack {
+        /// The channel the deliveries came on.
+        channel: ChannelId,
+        /// The delivery tag.
+        tag: DeliveryTag,
+        /// Every delivery up to `tag` (not for reject).
+        multiple: bool,
+        /// Ack, nack or reject.
+        verdict: Verdict,
+    },
     /// Closes a channel; answered by `ChannelClosed` once the broker's close-ok arrives.
     CloseChannel {
         /// The channel.
@@ -57,5 +69,22 @@ pub enum Command {
         code: ReplyCode,
         /// Text to send.
         text: String,
+    },
+}
+
+/// What a consumer says of a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// basic.ack: processed.
+    Ack,
+    /// basic.nack (RabbitMQ): not processed; requeued or dead-lettered.
+    Nack {
+        /// Back to the queue (true) or dead-lettered/dropped (false).
+        requeue: bool,
+    },
+    /// basic.reject: as nack, for one delivery only.
+    Reject {
+        /// Back to the queue (true) or dead-lettered/dropped (false).
+        requeue: bool,
     },
 }

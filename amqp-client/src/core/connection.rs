@@ -129,6 +129,9 @@ impl Connection {
             Command::Publish { channel, prefix, body } => self.with_channel(request, channel, |ch, out| {
                 ch.submit_publish(request, prefix, body, out);
             }),
+            Command::Ack { channel, tag, multiple, verdict } => self.with_channel(request, channel, |ch, out| {
+                ch.submit_ack(request, tag, multiple, verdict, out);
+            }),
             Command::CloseChannel { channel, code, text } => self.with_channel(request, channel, |ch, out| {
                 ch.submit_close(request, code, text, out);
             }),
@@ -717,6 +720,28 @@ mod tests {
         assert!(
             matches!(s.take_events()[..], [Event::Unblocked, Event::Published { request, sequence: None, .. }] if request == p)
         );
+    }
+
+    #[test]
+    fn acks_nacks_and_rejects_are_encoded_by_the_core_and_refused_on_a_closed_channel() {
+        use crate::core::command::Verdict;
+        let mut s = Script::connected();
+        let ch = s.open_channel();
+        for verdict in [Verdict::Ack, Verdict::Nack { requeue: true }, Verdict::Reject { requeue: false }] {
+            s.submit(Command::Ack { channel: ch, tag: DeliveryTag(9), multiple: false, verdict });
+        }
+        assert_eq!(s.client_sent(), ["1 basic.ack", "1 basic.nack", "1 basic.reject"]);
+        assert!(matches!(s.take_events()[..], [Event::Sent { .. }, Event::Sent { .. }, Event::Sent { .. }]));
+        let late = s.submit(Command::Ack {
+            channel: ChannelId(7),
+            tag: DeliveryTag(1),
+            multiple: true,
+            verdict: Verdict::Ack,
+        });
+        assert!(
+            matches!(s.take_events()[..], [Event::Failed { request, error: ChannelError::NotOpen(7) }] if request == late)
+        );
+        assert!(s.client_sent().is_empty());
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub struct Status {
 pub struct Waiters {
     requests: HashMap<RequestId, Reply>,
     channels: HashMap<u16, watch::Sender<Option<ChannelError>>>,
-    consumers: HashMap<(u16, String), mpsc::Sender<Message>>,
+    /// Consumers by channel, then tag: the tag is looked up as the `&str` of each delivery,
+    /// without allocating a key per message.
+    consumers: HashMap<u16, HashMap<String, mpsc::Sender<Message>>>,
     unconfirmed: HashMap<u16, BTreeMap<u64, Unconfirmed>>,
     /// Deliveries waiting, in order, behind one whose consumer's queue was full; the driver
     /// stops reading until they fit, which bounds them by one read buffer.
@@ -196,7 +198,7 @@ impl Waiters {
                 if let Some(tx) = self.channels.remove(&channel.0) {
                     let _ = tx.send(Some(error));
                 }
-                self.consumers.retain(|(ch, _), _| *ch != channel.0);
+                self.consumers.remove(&channel.0);
                 self.unconfirmed.remove(&channel.0);
             }
             Event::Reply { request, channel, method } => self.reply(request, channel, method),
@@ -212,7 +214,9 @@ impl Waiters {
             Event::Confirmed { channel, tag, multiple, ack } => self.confirmed(channel, tag, multiple, ack),
             Event::Cancelled { channel, consumer_tag } => {
                 tracing::info!(parent: &self.span, %channel, consumer_tag, "consumer cancelled by the broker");
-                self.consumers.remove(&(channel.0, consumer_tag));
+                if let Some(tags) = self.consumers.get_mut(&channel.0) {
+                    tags.remove(&consumer_tag);
+                }
             }
             Event::Flow { channel, active } => tracing::debug!(parent: &self.span, %channel, active, "channel.flow"),
         }
@@ -237,14 +241,16 @@ impl Waiters {
     fn reply(&mut self, request: RequestId, channel: ChannelId, method: Bytes) {
         // A cancelled consumer's stream ends once the broker confirms the cancel.
         if let Ok(Method::BasicCancelOk(ok)) = Method::parse(&method, 0) {
-            self.consumers.remove(&(channel.0, ok.consumer_tag.to_owned()));
+            if let Some(tags) = self.consumers.get_mut(&channel.0) {
+                tags.remove(ok.consumer_tag);
+            }
         }
         // Register a consumer before its consume-ok is answered: deliveries can follow the
         // reply at once, before the caller's task runs again.
         if let Some(Reply::Consume { deliveries, .. }) = self.requests.get(&request)
             && let Ok(Method::BasicConsumeOk(ok)) = Method::parse(&method, 0)
         {
-            self.consumers.insert((channel.0, ok.consumer_tag.to_owned()), deliveries.clone());
+            self.consumers.entry(channel.0).or_default().insert(ok.consumer_tag.to_owned(), deliveries.clone());
         }
         self.answer(request, Outcome::Reply(method));
     }
@@ -297,11 +303,11 @@ impl Waiters {
     }
 
     fn deliver(&mut self, channel: ChannelId, message: Message) {
-        let tag = match message.method() {
-            Ok(Method::BasicDeliver(d)) => d.consumer_tag.to_owned(),
+        let tx = match message.method() {
+            Ok(Method::BasicDeliver(d)) => self.consumers.get(&channel.0).and_then(|tags| tags.get(d.consumer_tag)),
             _ => return,
         };
-        let Some(tx) = self.consumers.get(&(channel.0, tag)) else {
+        let Some(tx) = tx else {
             tracing::debug!(parent: &self.span, %channel, "a delivery for a consumer that is gone");
             return;
         };
