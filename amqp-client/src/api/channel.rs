@@ -4,7 +4,7 @@
 
 use amqp_codec::method::*;
 use amqp_codec::{ChannelId, FieldTable, Method, ReplyCode, Table, encode_method};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::connection::{Connection, unexpected};
@@ -69,9 +69,8 @@ impl Channel {
     }
 
     pub(crate) fn encode(&self, method: Method<'_>) -> Result<Bytes, Error> {
-        let mut out = BytesMut::new();
-        encode_method(self.id, &method, self.conn.inner.tuned.frame_max, &mut out)?;
-        Ok(out.freeze())
+        let frame_max = self.conn.inner.tuned.frame_max;
+        Ok(super::encode_buf::encode(|out| encode_method(self.id, &method, frame_max, out))?)
     }
 
     /// Sends a method and returns its outcome.

@@ -3,6 +3,7 @@
 pub mod channel;
 pub mod connection;
 pub mod consumer;
+mod encode_buf;
 pub mod error;
 pub mod options;
 pub mod publish;

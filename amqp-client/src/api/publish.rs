@@ -4,7 +4,7 @@
 
 use amqp_codec::method::BasicPublish;
 use amqp_codec::{BasicProperties, encode_content_prefix};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::channel::Channel;
@@ -74,9 +74,10 @@ impl Channel {
             immediate: options.immediate,
             ..Default::default()
         };
-        let mut prefix = BytesMut::new();
         let frame_max = self.conn.inner.tuned.frame_max;
-        encode_content_prefix(self.id, &method, properties, body.len() as u64, frame_max, 0, &mut prefix)?;
+        let prefix = super::encode_buf::encode(|out| {
+            encode_content_prefix(self.id, &method, properties, body.len() as u64, frame_max, 0, out)
+        })?;
         let mandatory = options.mandatory.then(|| Returnable {
             exchange: exchange.to_owned(),
             routing_key: routing_key.to_owned(),
@@ -84,7 +85,7 @@ impl Channel {
         });
         let (confirm_tx, confirm) = oneshot::channel();
         let reply = Reply::Publish { confirm: confirm_tx, mandatory };
-        let command = Command::Publish { channel: self.id, prefix: prefix.freeze(), body };
+        let command = Command::Publish { channel: self.id, prefix, body };
         self.conn.submit(Request { command, reply }).await?;
         Ok(PublishConfirm { confirm, channel: self.clone() })
     }
