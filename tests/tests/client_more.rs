@@ -324,3 +324,42 @@ async fn acking_from_a_consumer_whose_queue_is_full_does_not_deadlock() {
     }
     conn.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn get_reports_the_remaining_count_and_a_consumer_can_be_polled_without_waiting() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    let q = ch.queue_declare("", exclusive(), &FieldTable::new()).await.unwrap();
+    for body in ["a", "b", "c"] {
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), body).await.unwrap();
+    }
+    wait_for_count(&ch, &q.name, 3).await;
+    let first = ch.basic_get(&q.name, true).await.unwrap().unwrap();
+    assert_eq!(first.message_count(), Some(2));
+    let mut consumer = ch
+        .basic_consume(&q.name, BasicConsumeOptions { no_ack: true, ..Default::default() }, &FieldTable::new())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..500 {
+        while let Some(d) = consumer.try_next_delivery() {
+            assert_eq!(d.message_count(), None);
+            got.push(d.body().clone());
+        }
+        if got.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, [&b"b"[..], b"c"]);
+    assert!(!consumer.is_ended());
+    consumer.cancel().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !consumer.is_ended() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}

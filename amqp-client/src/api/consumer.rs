@@ -93,6 +93,14 @@ impl Delivery {
         }
     }
 
+    /// For basic.get: how many messages the queue still held (`None` for deliveries).
+    pub fn message_count(&self) -> Option<u32> {
+        match self.message.method() {
+            Ok(Method::BasicGetOk(g)) => Some(g.message_count),
+            _ => None,
+        }
+    }
+
     /// The message properties, borrowed from the content header.
     pub fn properties(&self) -> BasicProperties<'_> {
         // Validated by the core on arrival; a default is unreachable in practice.
@@ -143,6 +151,22 @@ impl Consumer {
                 return Some(d);
             }
         }
+    }
+
+    /// The next delivery if one is waiting, without waiting for one. `None` both when none
+    /// is waiting and when the consumer has ended; `is_ended` tells them apart.
+    pub fn try_next_delivery(&mut self) -> Option<Delivery> {
+        while let Ok(message) = self.deliveries.try_recv() {
+            if let Some(d) = Delivery::new(message, self.channel.clone()) {
+                return Some(d);
+            }
+        }
+        None
+    }
+
+    /// True once the consumer has ended and every delivery it received has been read.
+    pub fn is_ended(&self) -> bool {
+        self.deliveries.is_closed() && self.deliveries.is_empty()
     }
 
     /// Cancels the consumer (basic.cancel); deliveries already received stay readable.

@@ -57,3 +57,36 @@ impl From<ChannelError> for Error {
         }
     }
 }
+
+impl Error {
+    /// The AMQP reply code behind the error, when the broker (or this client, closing on a
+    /// protocol violation) gave one: 403 for a refused login, 404 for a missing queue, ...
+    pub fn reply_code(&self) -> Option<amqp_codec::ReplyCode> {
+        use amqp_codec::ReplyCode;
+        match self {
+            Error::Connection(ConnectionError::ClosedByBroker { code, .. })
+            | Error::Connection(ConnectionError::ProtocolViolation { code, .. })
+            | Error::Connection(ConnectionError::ClosedByClient { code, .. })
+            | Error::Channel(ChannelError::ClosedByBroker { code, .. })
+            | Error::Channel(ChannelError::ClosedByClient { code, .. }) => Some(*code),
+            Error::Connection(ConnectionError::AccessRefused(_)) => Some(ReplyCode::ACCESS_REFUSED),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amqp_codec::ReplyCode;
+
+    #[test]
+    fn reply_codes_are_read_through_the_layers() {
+        let refused: Error = ConnectionError::AccessRefused("no".into()).into();
+        assert_eq!(refused.reply_code(), Some(ReplyCode::ACCESS_REFUSED));
+        let missing =
+            Error::from(ChannelError::ClosedByBroker { code: ReplyCode::NOT_FOUND, text: "x".into(), method: None });
+        assert_eq!(missing.reply_code(), Some(ReplyCode::NOT_FOUND));
+        assert_eq!(Error::Tls("x".into()).reply_code(), None);
+    }
+}

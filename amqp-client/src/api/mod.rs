@@ -10,6 +10,7 @@ pub mod publish;
 pub mod tls;
 pub mod uri;
 
+pub use crate::core::error::{ChannelError, ConnectionError};
 pub use channel::{Channel, QueueInfo};
 pub use connection::Connection;
 pub use consumer::{AckTag, Consumer, Delivery};

@@ -69,6 +69,16 @@ impl ConnectionOptions {
         self
     }
 
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.handshake.username
+    }
+
+    /// The virtual host.
+    pub fn vhost(&self) -> &str {
+        &self.handshake.vhost
+    }
+
     /// The endpoints, in the order they are tried.
     pub fn endpoints(&self) -> &[(String, u16)] {
         &self.endpoints
