@@ -10,12 +10,42 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use amqp_codec::{ChannelId, Frame, Method, Parsed, encode_method, parse_frame};
+use amqp_codec::{ChannelId, FieldTable, Frame, Method, Parsed, encode_method, parse_frame};
 use bytes::BytesMut;
 
 /// The broker the tests talk to: `AMQP_TEST_ADDR`, or RabbitMQ's default port on loopback.
 pub fn broker_addr() -> String {
     std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".to_owned())
+}
+
+/// `amqp://guest:guest@ADDR/%2f` for the test broker.
+pub fn uri() -> String {
+    format!("amqp://guest:guest@{}/%2f", broker_addr())
+}
+
+/// A connection to the test broker and a channel on it, failing loudly without a broker.
+pub async fn channel() -> (amqp_client::Connection, amqp_client::Channel) {
+    let conn = amqp_client::Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
+    let ch = conn.open_channel().await.expect("a channel opens");
+    (conn, ch)
+}
+
+/// Options for a queue of this connection only, gone when it closes.
+pub fn exclusive() -> amqp_client::api::QueueDeclareOptions {
+    amqp_client::api::QueueDeclareOptions { exclusive: true, ..Default::default() }
+}
+
+/// Waits (10 s at most) until `queue` holds `n` ready messages.
+pub async fn wait_for_count(ch: &amqp_client::Channel, queue: &str, n: u32) {
+    let passive = amqp_client::api::QueueDeclareOptions { passive: true, ..Default::default() };
+    for _ in 0..500 {
+        let info = ch.queue_declare(queue, passive, &FieldTable::new()).await.expect("the queue exists");
+        if info.message_count == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{queue} never held {n} messages");
 }
 
 /// A name no other test or run uses: `prefix` plus the process id and a counter.

@@ -7,21 +7,7 @@ use amqp_client::core::error::{ChannelError, ConnectionError};
 use amqp_codec::{BasicProperties, FieldTable, FieldValue, ReplyCode};
 use futures_util::StreamExt;
 use std::time::Duration;
-use tests::unique_name;
-
-fn uri() -> String {
-    format!("amqp://guest:guest@{}/%2f", tests::broker_addr())
-}
-
-async fn channel() -> (Connection, Channel) {
-    let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
-    let ch = conn.open_channel().await.unwrap();
-    (conn, ch)
-}
-
-fn exclusive() -> QueueDeclareOptions {
-    QueueDeclareOptions { exclusive: true, ..Default::default() }
-}
+use tests::{channel, exclusive, unique_name, uri};
 
 #[tokio::test]
 async fn a_published_message_comes_back_by_basic_get_with_its_properties() {

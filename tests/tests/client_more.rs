@@ -9,26 +9,7 @@ use amqp_client::api::*;
 use amqp_client::core::error::ConnectionError;
 use amqp_codec::{BasicProperties, FieldTable};
 use futures_util::StreamExt;
-use tests::unique_name;
-
-fn uri() -> String {
-    format!("amqp://guest:guest@{}/%2f", tests::broker_addr())
-}
-
-fn exclusive() -> QueueDeclareOptions {
-    QueueDeclareOptions { exclusive: true, ..Default::default() }
-}
-
-async fn wait_for_count(ch: &Channel, queue: &str, n: u32) {
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    for _ in 0..500 {
-        if ch.queue_declare(queue, passive, &FieldTable::new()).await.unwrap().message_count == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{queue} never held {n} messages");
-}
+use tests::{exclusive, unique_name, uri, wait_for_count};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_publish_concurrently_on_one_connection() {

@@ -15,6 +15,7 @@ use amqp_codec::table::Decimal;
 use amqp_codec::{BasicProperties, FieldTable, FieldValue};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tests::channel;
 use tests::unique_name;
 
 /// Leftover queues of a failed run go away by themselves after this long unused.
@@ -302,16 +303,6 @@ fn headers_pika_writes() -> Vec<(&'static str, FieldValue)> {
         ("array-empty", FieldValue::Array(vec![])),
         ("void", FieldValue::Void),
     ]
-}
-
-fn uri() -> String {
-    format!("amqp://guest:guest@{}/%2f", tests::broker_addr())
-}
-
-async fn channel() -> (Connection, Channel) {
-    let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
-    let ch = conn.open_channel().await.unwrap();
-    (conn, ch)
 }
 
 /// A queue pika's connection can use too (so not exclusive), that expires if a run dies.
