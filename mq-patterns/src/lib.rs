@@ -2,7 +2,8 @@
 //! confirms, manual acknowledgement, prefetch, dead-lettering, delayed delivery, recovery,
 //! de-duplication, the outbox and ordered consumption.
 //!
-//! The patterns are built after the client (see the project's issue on them); this crate holds
-//! their place in the workspace until then.
+//! Built so far: [`dead_letter`]. The other patterns follow (see the project's issue on them).
+
+pub mod dead_letter;
 
 pub use amqp_client as client;
