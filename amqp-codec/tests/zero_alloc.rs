@@ -68,6 +68,23 @@ fn parse_all(mut input: &[u8]) -> (u64, u64) {
     (frames, sum)
 }
 
+/// The counter is process-wide, and the test harness's own threads allocate now and then
+/// (seen under load in CI: 4 allocations during one pass). A per-frame allocation would show
+/// in every pass, at least 3,000 times; so the quietest of a few passes is what is measured.
+const PASSES: usize = 5;
+
+fn fewest_allocations(mut work: impl FnMut()) -> (usize, usize) {
+    (0..PASSES)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            work();
+            let stats = region.change();
+            (stats.allocations, stats.reallocations)
+        })
+        .min()
+        .unwrap_or((usize::MAX, usize::MAX))
+}
+
 #[test]
 fn parsing_and_encoding_the_hot_path_allocate_nothing_per_frame() {
     let mut headers = FieldTable::new();
@@ -75,24 +92,23 @@ fn parsing_and_encoding_the_hot_path_allocate_nothing_per_frame() {
     headers.insert("attempt", 1i32);
     let stream = consumer_stream(&headers);
 
-    let region = Region::new(GLOBAL);
     let (frames, sum) = parse_all(&stream);
-    let parse_stats = region.change();
     assert_eq!(frames, 3 * MESSAGES);
     assert_eq!(sum, MESSAGES * (MESSAGES + 1) / 2 + MESSAGES * (128 + 1 + 0xAB));
-    assert_eq!(parse_stats.allocations, 0, "parsing {frames} frames allocated");
-    assert_eq!(parse_stats.reallocations, 0);
+    let parse = fewest_allocations(|| {
+        std::hint::black_box(parse_all(std::hint::black_box(&stream)));
+    });
+    assert_eq!(parse, (0, 0), "(allocations, reallocations) parsing {frames} frames");
 
     let body = Bytes::from_static(&[0x5A; 128]);
     let mut out = BytesMut::with_capacity(4096);
     let publish = BasicPublish { routing_key: "bench.queue", ..Default::default() };
-    let region = Region::new(GLOBAL);
-    for _ in 0..MESSAGES {
-        out.clear();
-        encode_content(ChannelId(1), &publish, &properties(&headers), &body, 131_072, &mut out).unwrap();
-    }
-    let encode_stats = region.change();
+    let encode = fewest_allocations(|| {
+        for _ in 0..MESSAGES {
+            out.clear();
+            encode_content(ChannelId(1), &publish, &properties(&headers), &body, 131_072, &mut out).unwrap();
+        }
+    });
     assert!(out.len() > 128);
-    assert_eq!(encode_stats.allocations, 0, "encoding {MESSAGES} publishes allocated");
-    assert_eq!(encode_stats.reallocations, 0);
+    assert_eq!(encode, (0, 0), "(allocations, reallocations) encoding {MESSAGES} publishes");
 }
