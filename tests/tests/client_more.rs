@@ -132,7 +132,8 @@ async fn prefetch_limits_unacked_deliveries_per_consumer_and_globally() {
     ch.basic_qos(5, BasicQosOptions { global: true }).await.unwrap();
     let mut consumer = ch.basic_consume(&q.name, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
     let mut held = Vec::new();
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
+    // Two quiet seconds after the third: the broker holds the rest back.
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
         held.push(d);
     }
     assert_eq!(held.len(), 3, "the per-consumer limit of 3 binds before the channel's 5");
