@@ -6,7 +6,7 @@
 //!   task: bytes and time go in (`handle_input`, `handle_timeout`, `submit`), and bytes,
 //!   deadlines and events come out (`poll_transmit`, `poll_timeout`, `poll_event`). Every
 //!   protocol decision is made here, and it is tested by feeding it scripted frames.
-//! - [`driver`]: one tokio task per connection that moves bytes between the core and a TCP
+//! - the driver (internal): one tokio task per connection that moves bytes between the core and a TCP
 //!   or TLS stream, sleeps until the core's next deadline, and routes events to waiters.
 //! - [`api`]: [`Connection`], [`Channel`], publishing with confirms, consumers as streams.
 //!
@@ -35,7 +35,7 @@
 
 pub mod api;
 pub mod core;
-pub mod driver;
+pub(crate) mod driver;
 
 pub use amqp_codec as codec;
 pub use api::{Channel, Connection, Error};

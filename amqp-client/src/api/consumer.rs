@@ -215,7 +215,7 @@ impl Channel {
         let frame = self.encode(method.into())?;
         let (deliveries_tx, deliveries) = mpsc::channel(self.conn.inner.consumer_buffer);
         let (tx, rx) = oneshot::channel();
-        let reply = Reply::Consume { outcome: tx, channel: self.id, deliveries: deliveries_tx };
+        let reply = Reply::Consume { outcome: tx, deliveries: deliveries_tx };
         self.conn.submit(Request { command: Command::Method { channel: self.id, frame }, reply }).await?;
         let payload = match self.conn.outcome(rx).await? {
             Outcome::Reply(payload) => payload,

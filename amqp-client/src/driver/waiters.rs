@@ -55,8 +55,6 @@ pub enum Reply {
     Consume {
         /// The request's answer.
         outcome: oneshot::Sender<Outcome>,
-        /// The channel consumed on.
-        channel: ChannelId,
         /// Where the consumer's messages go.
         deliveries: mpsc::Sender<Message>,
     },
