@@ -19,3 +19,8 @@ else
 fi
 # nextest does not run doctests; the API's runnable examples are tests too.
 cargo test --workspace --exclude benches --doc
+
+# The patterns' examples run against the broker, as a user would run them.
+for example in dead_letter confirms; do
+  cargo run -q -p mq-patterns --example "$example"
+done
