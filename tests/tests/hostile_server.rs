@@ -26,16 +26,19 @@ async fn open_channel(conn: &Connection, server: &mut tests::peer::PeerConn) -> 
     ch.unwrap()
 }
 
+/// A queue.declare left pending on its own task, to see how it resolves when the server misbehaves.
+fn spawn_declare(ch: &Channel) -> tokio::task::JoinHandle<Result<QueueInfo, Error>> {
+    let ch = ch.clone();
+    tokio::spawn(async move { ch.queue_declare("q", QueueDeclareOptions::default(), &FieldTable::new()).await })
+}
+
 /// Sends `bytes`, expects the client to close with `code`, and checks that the connection
 /// ends with a protocol violation carrying that code.
 async fn violation_closes_with(bytes: &[u8], code: ReplyCode) {
     let peer = Peer::bind().await;
     let (conn, mut server) = connected(&peer, 0).await;
     let ch = open_channel(&conn, &mut server).await;
-    let pending = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.queue_declare("q", QueueDeclareOptions::default(), &FieldTable::new()).await }
-    });
+    let pending = spawn_declare(&ch);
     assert_eq!(server.recv_method_name().await, "queue.declare");
     server.send_raw(bytes).await;
     assert_eq!(tokio::time::timeout(BOUND, server.expect_close()).await.unwrap(), code.0);
@@ -128,10 +131,7 @@ async fn a_half_open_socket_is_found_by_heartbeats_and_fails_everything() {
         async { ch2.basic_consume("q", BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap() },
         consumer
     );
-    let pending = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.queue_declare("q", QueueDeclareOptions::default(), &FieldTable::new()).await }
-    });
+    let pending = spawn_declare(&ch);
     // The server keeps the socket open and says nothing more, not even heartbeats.
     let error = tokio::time::timeout(BOUND, conn.closed()).await.expect("found within bounded time");
     assert_eq!(error, ConnectionError::HeartbeatTimeout);
@@ -147,10 +147,7 @@ async fn a_server_that_drops_the_socket_mid_frame_fails_everything() {
     let peer = Peer::bind().await;
     let (conn, mut server) = connected(&peer, 0).await;
     let ch = open_channel(&conn, &mut server).await;
-    let pending = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.queue_declare("q", QueueDeclareOptions::default(), &FieldTable::new()).await }
-    });
+    let pending = spawn_declare(&ch);
     assert_eq!(server.recv_method_name().await, "queue.declare");
     server.send_raw(&[1, 0, 1, 0, 0, 0, 20, 0, 50]).await; // half a frame, then gone
     drop(server);
@@ -202,10 +199,7 @@ async fn a_full_consumer_loses_nothing_and_learns_of_the_end_as_it_drains() {
         amqp_codec::encode_header(amqp_codec::ChannelId(1), &header, 4096, &mut frame).unwrap();
         server.send_raw(&frame).await;
     }
-    let pending = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.queue_declare("q", QueueDeclareOptions::default(), &FieldTable::new()).await }
-    });
+    let pending = spawn_declare(&ch);
     tokio::time::sleep(Duration::from_millis(200)).await; // the consumer's one slot fills; the rest wait
     drop(server);
     // While the consumer is full the connection reads nothing, so it learns of the end only
