@@ -69,6 +69,20 @@ impl ConnectionOptions {
         self
     }
 
+    /// Replaces the endpoints with these, tried in this order (a recovering connection
+    /// rotates through them after a failure).
+    ///
+    /// ```
+    /// use amqp_client::api::options::ConnectionOptions;
+    /// let options = ConnectionOptions::from_uri("amqp://127.0.0.1:5672").unwrap().endpoint("127.0.0.2", 5672);
+    /// let second = options.clone().with_endpoints([("127.0.0.2".to_string(), 5672)]);
+    /// assert_eq!(second.endpoints(), &[("127.0.0.2".to_string(), 5672)]);
+    /// ```
+    pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = (String, u16)>) -> Self {
+        self.endpoints = endpoints.into_iter().collect();
+        self
+    }
+
     /// The user name.
     pub fn username(&self) -> &str {
         &self.handshake.username
