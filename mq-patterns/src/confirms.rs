@@ -10,15 +10,15 @@
 //! connection, may arrive twice; its `message-id` is the same each time, for the consumer
 //! to recognise. Uses only `amqp-client`'s public API.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use amqp_client::api::{BasicPublishOptions, Channel, Confirmation, Error};
 use amqp_client::codec::{BasicProperties, Method, ReplyCode};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
+
+use crate::message_id::IdSource;
 
 /// How nacked messages are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,28 +165,6 @@ impl ConfirmingPublisher {
     }
 }
 
-/// Message ids unique across processes and restarts: a random 64-bit prefix per publisher
-/// (from the standard library's randomly seeded hasher) and a counter.
-#[derive(Debug)]
-struct IdSource {
-    prefix: u64,
-    next: AtomicU64,
-}
-
-impl IdSource {
-    fn new() -> Self {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
-        );
-        IdSource { prefix: hasher.finish(), next: AtomicU64::new(0) }
-    }
-
-    fn next(&self) -> String {
-        format!("{:016x}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,13 +176,5 @@ mod tests {
         let delays: Vec<_> = (0..6).map(|r| policy.delay(r).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(policy.delay(u32::MAX), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn ids_are_unique_and_differ_between_sources() {
-        let (a, b) = (IdSource::new(), IdSource::new());
-        let (a1, a2, b1) = (a.next(), a.next(), b.next());
-        assert_ne!(a1, a2);
-        assert_ne!(a1, b1);
     }
 }
