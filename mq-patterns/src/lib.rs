@@ -6,6 +6,8 @@
 
 pub mod confirms;
 pub mod dead_letter;
+mod message_id;
 pub mod pull;
+pub mod recovery;
 
 pub use amqp_client as client;

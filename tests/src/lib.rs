@@ -115,3 +115,31 @@ impl WireConn {
         })
     }
 }
+
+/// Runs `rabbitmqctl` with `args` and returns its standard output; panics when it fails, as a
+/// test that needs it cannot go on (scripts/rabbitmq.sh installs it).
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (scripts/rabbitmq.sh installs it)");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Has the broker close the connections whose client-given name is `name` (320
+/// CONNECTION_FORCED, as an operator's `close_connection` does); returns how many it closed.
+/// Other tests' connections are left alone.
+pub fn close_connections_named(name: &str) -> usize {
+    let listing = rabbitmqctl(&["list_connections", "--no-table-headers", "pid", "client_properties"]);
+    let needle = format!("{{\"connection_name\",\"{name}\"}}");
+    let pids: Vec<String> = listing
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect();
+    for pid in &pids {
+        rabbitmqctl(&["close_connection", pid, "closed by a test"]);
+    }
+    pids.len()
+}
