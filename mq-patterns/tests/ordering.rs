@@ -420,3 +420,116 @@ async fn with_dead_lettering_a_failed_message_leaves_and_its_key_goes_on() {
     ch.exchange_delete(&dlx, Default::default()).await.unwrap();
     conn.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn after_a_cancel_the_standby_goes_on_from_where_the_active_one_stopped() {
+    let conn = connect().await;
+    let ch = conn.open_channel().await.unwrap();
+    let queue = unique("ordering.sac-cancel");
+    declare_single_active_queue(&ch, &queue, QueueDeclareOptions::default(), FieldTable::new()).await.unwrap();
+    let (active_ch, standby_ch) = (conn.open_channel().await.unwrap(), conn.open_channel().await.unwrap());
+    let mut active = consume_single_active(&active_ch, &queue, 10).await.unwrap();
+    let mut standby = consume_single_active(&standby_ch, &queue, 10).await.unwrap();
+    let props = BasicProperties::default();
+    let publish = |n: u32| ch.basic_publish("", &queue, BasicPublishOptions::default(), &props, n.to_string());
+
+    for n in 0..5 {
+        publish(n).await.unwrap();
+    }
+    for n in 0..5 {
+        let d = next(&mut active).await;
+        assert_eq!(body_seq(d.body()), n);
+        d.ack().await.unwrap();
+    }
+    // Everything it received is acked, so a cancel hands over cleanly.
+    active.cancel().await.unwrap();
+    for n in 5..10 {
+        publish(n).await.unwrap();
+    }
+    let mut rest = Vec::new();
+    for _ in 5..10 {
+        let d = next(&mut standby).await;
+        rest.push((body_seq(d.body()), d.redelivered()));
+        d.ack().await.unwrap();
+    }
+    assert_eq!(rest, (5..10).map(|n| (n, false)).collect::<Vec<_>>());
+    assert!(active.next_delivery().await.is_none(), "the cancelled consumer's stream ended");
+    ch.queue_delete(&queue, QueueDeleteOptions::default()).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn partitions_can_hash_a_header_instead_of_the_routing_key() {
+    let conn = connect().await;
+    let ch = conn.open_channel().await.unwrap();
+    let partitions = Partitions::new(unique("ordering.hash-header"), 3)
+        .hash_on(mq_patterns::ordering::partitioned::HashOn::Header("account".into()))
+        .durable(false);
+    partitions.declare(&ch).await.unwrap();
+    ch.confirm_select().await.unwrap();
+    // Odd entries go out with one routing key for all and only the header to tell them apart:
+    // if the exchange hashed the routing key, they would all land in one partition, away
+    // from their key's even entries.
+    for seq in 0..4u32 {
+        for k in 0..20 {
+            let key = format!("acct-{k}");
+            let confirm = if seq % 2 == 0 {
+                partitions.publish(&ch, &key, &BasicProperties::default(), seq.to_string()).await
+            } else {
+                let mut headers = FieldTable::new();
+                headers.insert("account", key.as_str());
+                let props = BasicProperties { headers: Some(Table::Owned(&headers)), ..Default::default() };
+                let options = BasicPublishOptions::default();
+                ch.basic_publish(partitions.exchange(), "same-for-all", options, &props, seq.to_string()).await
+            };
+            assert_eq!(confirm.unwrap().wait().await.unwrap(), amqp_client::api::Confirmation::Ack);
+        }
+    }
+    let by_header = key::header("account");
+    let mut homes: HashMap<String, HashSet<usize>> = HashMap::new();
+    let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
+    for partition in 0..partitions.count() {
+        while let Some(d) = ch.basic_get(&partitions.queue(partition), true).await.unwrap() {
+            homes.entry(by_header(&d)).or_default().insert(partition);
+            seen.entry(by_header(&d)).or_default().push(body_seq(d.body()));
+        }
+    }
+    assert_eq!(seen.len(), 20, "every key arrived, with its header");
+    assert!(seen.values().all(|s| *s == [0, 1, 2, 3]), "each key complete and in order: {seen:?}");
+    assert!(homes.values().all(|p| p.len() == 1), "a key lives in one partition: {homes:?}");
+    assert!(homes.values().flatten().collect::<HashSet<_>>().len() > 1, "the header spreads keys");
+    partitions.delete(&ch).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_stops_the_executor_and_loses_nothing() {
+    let conn = connect().await;
+    let ch = conn.open_channel().await.unwrap();
+    let queue = unique("ordering.panic");
+    ch.queue_declare(&queue, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    publish_keyed(&ch, &queue, 2, 5).await;
+    let consumer_ch = conn.open_channel().await.unwrap();
+    let consumer = consume_single_active(&consumer_ch, &queue, 10).await.unwrap();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&handled);
+    let stopped = SerialExecutor::new(key::header("account"))
+        .run(consumer, move |message| {
+            let counter = Arc::clone(&counter);
+            async move {
+                assert!(body_seq(message.body()) != 3, "a bug in the handler");
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), std::convert::Infallible>(())
+            }
+        })
+        .await;
+    assert!(matches!(stopped, Err(SerialError::Panicked { .. })), "got {stopped:?}");
+    // What was handled is acked; everything else, the panicked message included, is back.
+    consumer_ch.close().await.unwrap();
+    let handled = handled.load(Ordering::SeqCst) as u32;
+    // At least 0, 1, 2 of the key that panicked first; at most 0, 1, 2 of both.
+    assert!((3..=6).contains(&handled), "{handled} handled before the stop");
+    assert_eq!(ready_count(&ch, &queue).await, 10 - handled);
+    ch.queue_delete(&queue, QueueDeleteOptions::default()).await.unwrap();
+    conn.close().await.unwrap();
+}
