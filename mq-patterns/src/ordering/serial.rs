@@ -182,6 +182,11 @@ where
     /// Handles the consumer's deliveries until it ends (cancelled, or its channel closed),
     /// then finishes what it holds and returns the counts; or stops early on a failure (see
     /// the module docs). Handlers run as tokio tasks.
+    ///
+    /// To stop it cleanly, cancel the consumer (`Channel::basic_cancel` with the tag read
+    /// before handing the consumer over): what was received is still handled and acked.
+    /// Dropping the returned future instead aborts the running handlers; their deliveries
+    /// stay unacked until the channel closes, and then the broker requeues them.
     pub async fn run<H, Fut, E>(&self, mut consumer: Consumer, handler: H) -> Result<Drained, SerialError<K, E>>
     where
         H: Fn(KeyedMessage<K>) -> Fut + Send + Sync + 'static,
