@@ -2,12 +2,13 @@
 //! confirms, manual acknowledgement, prefetch, dead-lettering, delayed delivery, recovery,
 //! de-duplication, the outbox and ordered consumption.
 //!
-//! Built so far: [`confirms`], [`dead_letter`], [`delay`] and [`pull`]. The other patterns follow (see the project's issue on them).
+//! Built so far: [`confirms`], [`dead_letter`], [`delay`], [`ordering`], [`pull`] and [`recovery`]. The other patterns follow (see the project's issue on them).
 
 pub mod confirms;
 pub mod dead_letter;
-mod message_id;
 pub mod delay;
+mod message_id;
+pub mod ordering;
 pub mod pull;
 pub mod recovery;
 
