@@ -2,8 +2,9 @@
 //! confirms, manual acknowledgement, prefetch, dead-lettering, delayed delivery, recovery,
 //! de-duplication, the outbox and ordered consumption.
 //!
-//! Built so far: [`confirms`], [`prefetch`], [`dead_letter`] and [`pull`]. The other patterns follow (see the project's issue on them).
+//! Built so far: [`confirms`], [`ack`], [`prefetch`], [`dead_letter`] and [`pull`]. The other patterns follow (see the project's issue on them).
 
+pub mod ack;
 pub mod confirms;
 pub mod dead_letter;
 pub mod prefetch;
