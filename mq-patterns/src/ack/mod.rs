@@ -215,21 +215,32 @@ impl AckingConsumer {
                 }
                 next = self.consumer.next_delivery(), if !ended && tasks.len() < self.concurrency => match next {
                     None => ended = true,
-                    Some(delivery) => match self.policy.attempt(&self.queue, &delivery.properties(), delivery.redelivered()) {
-                        Ok(attempt) => {
-                            let handler = Arc::clone(&handler);
-                            let given = delivery.clone();
-                            let id = tasks.spawn(async move { handler.handle(given).await }).id();
-                            running.insert(id, Running { delivery, attempt });
-                        }
-                        Err(error) => self.poison(&delivery, None, Some(AckError::Attempt(error))).await,
-                    },
+                    Some(delivery) => self.dispatch(delivery, &handler, &mut tasks, &mut running).await,
                 },
             }
         }
         match self.channel.close_reason() {
             None | Some(ChannelError::ClosedByClient { .. }) => Ok(()),
             Some(error) => Err(error.into()),
+        }
+    }
+
+    /// Starts the handler on a delivery whose attempt count reads; parks one whose does not.
+    async fn dispatch<H: Handler>(
+        &mut self,
+        delivery: Delivery,
+        handler: &Arc<H>,
+        tasks: &mut JoinSet<Result<(), HandlerError>>,
+        running: &mut HashMap<tokio::task::Id, Running>,
+    ) {
+        match self.policy.attempt(&self.queue, &delivery.properties(), delivery.redelivered()) {
+            Ok(attempt) => {
+                let handler = Arc::clone(handler);
+                let given = delivery.clone();
+                let id = tasks.spawn(async move { handler.handle(given).await }).id();
+                running.insert(id, Running { delivery, attempt });
+            }
+            Err(error) => self.poison(&delivery, None, Some(AckError::Attempt(error))).await,
         }
     }
 
