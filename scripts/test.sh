@@ -21,6 +21,6 @@ fi
 cargo test --workspace --exclude benches --doc
 
 # The patterns' examples run against the broker, as a user would run them.
-for example in dead_letter confirms delayed ordering; do
+for example in dead_letter confirms delayed ordering manual_ack; do
   cargo run -q -p mq-patterns --example "$example"
 done

@@ -2,13 +2,15 @@
 //! confirms, manual acknowledgement, prefetch, dead-lettering, delayed delivery, recovery,
 //! de-duplication, the outbox and ordered consumption.
 //!
-//! Built so far: [`confirms`], [`dead_letter`], [`delay`], [`ordering`], [`pull`] and [`recovery`]. The other patterns follow (see the project's issue on them).
+//! Built so far: [`ack`], [`confirms`], [`dead_letter`], [`delay`], [`ordering`], [`prefetch`], [`pull`] and [`recovery`]. The other patterns follow (see the project's issue on them).
 
+pub mod ack;
 pub mod confirms;
 pub mod dead_letter;
 pub mod delay;
 mod message_id;
 pub mod ordering;
+pub mod prefetch;
 pub mod pull;
 pub mod recovery;
 
