@@ -2,10 +2,11 @@
 //! killed 1,000 times at seeded random points — in the handler after its effect is written,
 //! after the id is committed and before the ack, at a random moment (its task aborted), or by
 //! cutting its TCP connection — and restarted each time; in the end every message's effect
-//! exists exactly once. The effect is a row written in the same SQLite transaction that
-//! records the id. `DEDUP_CRASH_SEED` replays a run (the seed is printed).
+//! exists exactly once. The effect is a row written in the same transaction that records the
+//! id, in SQLite and (a second test) in PostgreSQL. `DEDUP_CRASH_SEED` replays a run (the
+//! seed is printed).
 #![allow(clippy::unwrap_used)] // A test that fails says where, which is what unwrap does.
-#![cfg(feature = "sqlite")]
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -16,8 +17,9 @@ use amqp_client::api::{
     BasicPublishOptions, BasicQosOptions, Channel, Connection, QueueDeclareOptions, QueueDeleteOptions,
 };
 use amqp_client::codec::{BasicProperties, FieldTable};
-use mq_patterns::dedup::sqlite::{SqliteStore, SqliteTx};
-use mq_patterns::dedup::{Begun, BoxFuture, DedupStore, Handled, IdempotentConsumer, StoreError, Transaction};
+use mq_patterns::dedup::{
+    Begun, BoxError, BoxFuture, DedupStore, Handled, IdempotentConsumer, StoreError, Transaction,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -60,6 +62,16 @@ fn seed() -> u64 {
         Ok(seed) => seed.parse().expect("DEDUP_CRASH_SEED is a u64"),
         Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
     }
+}
+
+/// A durable store under test, and the effects its handler writes in the same transaction.
+trait Durable: DedupStore + Clone + 'static {
+    /// Writes `id`'s effect (one row) through the open transaction.
+    fn write_effect(tx: &mut Self::Tx, id: String) -> BoxFuture<'_, Result<(), BoxError>>;
+    /// Each id that has an effect, with how many rows it has.
+    fn effects(&self) -> BoxFuture<'_, Vec<(String, i64)>>;
+    /// How many ids the store has recorded.
+    fn recorded(&self) -> BoxFuture<'_, i64>;
 }
 
 /// Where a round's consumer dies.
@@ -186,7 +198,10 @@ struct Stats {
 }
 
 /// One consumer's life: consume and handle until the connection dies or the task is aborted.
-async fn consume(uri: String, queue: String, store: SqliteStore, plan: Arc<Plan>, stats: Arc<Stats>) {
+async fn consume<D: Durable>(uri: String, queue: String, store: D, plan: Arc<Plan>, stats: Arc<Stats>)
+where
+    D::Tx: 'static,
+{
     let Ok(conn) = Connection::connect(&uri).await else { return };
     let Ok(ch) = conn.open_channel().await else { return };
     if ch.basic_qos(PREFETCH, BasicQosOptions::default()).await.is_err() {
@@ -201,10 +216,10 @@ async fn consume(uri: String, queue: String, store: SqliteStore, plan: Arc<Plan>
         }
         let plan = plan.clone();
         let outcome = dedup
-            .handle(&delivery, move |d, tx: &mut KillableTx<SqliteTx>| {
+            .handle(&delivery, move |d, tx: &mut KillableTx<D::Tx>| {
                 let id = d.properties().message_id.unwrap_or_default().to_owned();
                 Box::pin(async move {
-                    tx.inner.execute(move |db| db.execute("INSERT INTO effects (id) VALUES (?1)", [id])).await?;
+                    D::write_effect(&mut tx.inner, id).await?;
                     plan.checkpoint(KillPoint::AfterEffect).await;
                     Ok(())
                 })
@@ -235,12 +250,6 @@ async fn publish_batch(admin: &Channel, queue: &str, first: u32) {
     }
 }
 
-/// How many ids the store has recorded.
-async fn recorded(store: &SqliteStore) -> i64 {
-    let sql = "SELECT count(*) FROM mq_processed_messages";
-    store.with_connection(move |db| db.query_row(sql, [], |r| r.get::<_, i64>(0))).await.unwrap()
-}
-
 async fn ready(ch: &Channel, queue: &str) -> u32 {
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     ch.queue_declare(queue, passive, &FieldTable::new()).await.unwrap().message_count
@@ -248,7 +257,10 @@ async fn ready(ch: &Channel, queue: &str) -> u32 {
 
 /// Runs one round with a kill at `point`, and kills it; false if the point was never
 /// reached (nothing left to process) and the round was killed on a timeout instead.
-async fn killed_round(queue: &str, store: &SqliteStore, stats: &Arc<Stats>, point: KillPoint, rng: &mut Rng) -> bool {
+async fn killed_round<D: Durable>(queue: &str, store: &D, stats: &Arc<Stats>, point: KillPoint, rng: &mut Rng) -> bool
+where
+    D::Tx: 'static,
+{
     let countdown = rng.below(3) as u32;
     let delay = Duration::from_micros(rng.below(2_000));
     let plan = Plan::new(Some(point), countdown);
@@ -280,10 +292,13 @@ async fn killed_round(queue: &str, store: &SqliteStore, stats: &Arc<Stats>, poin
     reached
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_1000_times_between_processing_and_ack_every_message_is_processed_exactly_once() {
+/// The whole test on one store: publish, kill 1,000 times, drain, check every effect.
+async fn crash_test<D: Durable>(store: D, name: &str, queue: &str)
+where
+    D::Tx: 'static,
+{
     let seed = seed();
-    println!("dedup crash test: seed {seed} (set DEDUP_CRASH_SEED={seed} to replay)");
+    println!("dedup crash test ({name}): seed {seed} (set DEDUP_CRASH_SEED={seed} to replay)");
     let mut rng = Rng(seed);
     let began = Instant::now();
 
@@ -291,11 +306,7 @@ async fn killed_1000_times_between_processing_and_ack_every_message_is_processed
         .await
         .expect("RabbitMQ must be running");
     let admin = admin_conn.open_channel().await.unwrap();
-    let queue = unique("dedup-crash");
-    admin.queue_declare(&queue, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
-    let db_path = std::env::temp_dir().join(format!("{queue}.db"));
-    let store = SqliteStore::open(&db_path).await.unwrap();
-    store.with_connection(|db| db.execute_batch("CREATE TABLE effects (id TEXT NOT NULL)")).await.unwrap();
+    admin.queue_declare(queue, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
 
     admin.confirm_select().await.unwrap();
     let mut published = 0u32;
@@ -304,8 +315,8 @@ async fn killed_1000_times_between_processing_and_ack_every_message_is_processed
     let mut reached_after_commit = 0u64;
     let mut unreached = 0;
     for _ in 0..KILLS {
-        if i64::from(published) - recorded(&store).await < REFILL_BELOW {
-            publish_batch(&admin, &queue, published).await;
+        if i64::from(published) - store.recorded().await < REFILL_BELOW {
+            publish_batch(&admin, queue, published).await;
             published += BATCH;
         }
         let point = match rng.below(100) {
@@ -314,7 +325,7 @@ async fn killed_1000_times_between_processing_and_ack_every_message_is_processed
             60..85 => KillPoint::RandomAbort,
             _ => KillPoint::ConnectionCut,
         };
-        match killed_round(&queue, &store, &stats, point, &mut rng).await {
+        match killed_round(queue, &store, &stats, point, &mut rng).await {
             true if point == KillPoint::AfterCommit => reached_after_commit += 1,
             true => {}
             false => unreached += 1,
@@ -327,20 +338,17 @@ async fn killed_1000_times_between_processing_and_ack_every_message_is_processed
     let plan = Plan::new(None, 0);
     let survivor = tokio::spawn(consume(
         format!("amqp://guest:guest@{}/%2f", broker_addr()),
-        queue.clone(),
+        queue.to_owned(),
         store.clone(),
         plan,
         stats.clone(),
     ));
-    let count_effects = || {
-        store.with_connection(|db| db.query_row("SELECT count(DISTINCT id) FROM effects", [], |r| r.get::<_, i64>(0)))
-    };
     // Done when every published id has its effect and nothing is ready; or, with a bug that
     // loses messages, when nothing has moved for a second (the assertions then say what).
     let (mut last, mut still) = (-1, 0);
     for _ in 0..1_200 {
-        let effects = count_effects().await.unwrap();
-        if ready(&admin, &queue).await == 0 {
+        let effects = store.effects().await.len() as i64;
+        if ready(&admin, queue).await == 0 {
             if effects == i64::from(published) || still >= 20 {
                 break;
             }
@@ -355,18 +363,12 @@ async fn killed_1000_times_between_processing_and_ack_every_message_is_processed
     let _ = survivor.await;
     let elapsed = began.elapsed();
 
-    let rows: Vec<(String, i64)> = store
-        .with_connection(|db| {
-            let mut stmt = db.prepare("SELECT id, count(*) FROM effects GROUP BY id")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-        })
-        .await
-        .unwrap();
-    let recorded = recorded(&store).await;
+    let rows = store.effects().await;
+    let recorded = store.recorded().await;
 
     let recognised = stats.recognised.load(Ordering::Relaxed);
     println!(
-        "dedup crash test: {} kills {kills:?} ({unreached} on a timeout, nothing left to reach), {published} messages, \
+        "dedup crash test ({name}): {} kills {kills:?} ({unreached} on a timeout, nothing left to reach), {published} messages, \
          {} processed and acked, {recognised} redeliveries recognised by the store ({} acked as duplicates before \
          the next kill), {} redeliveries in all, {} requeued as in progress, {} handle errors from cut connections; \
          kills took {after_kills:.2?}, all {elapsed:.2?}",
@@ -398,14 +400,121 @@ async fn killed_1000_times_between_processing_and_ack_every_message_is_processed
     assert!(reached_after_commit > 0);
     assert!(recognised >= reached_after_commit, "{recognised} recognised < {reached_after_commit} kills after commit");
     // Nothing is left in the broker: every message was acked in the end.
-    assert_eq!(ready(&admin, &queue).await, 0);
+    assert_eq!(ready(&admin, queue).await, 0);
 
-    admin.queue_delete(&queue, QueueDeleteOptions::default()).await.unwrap();
+    admin.queue_delete(queue, QueueDeleteOptions::default()).await.unwrap();
     admin_conn.close().await.unwrap();
-    drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = db_path.clone().into_os_string();
-        path.push(suffix);
-        let _ = std::fs::remove_file(path);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use mq_patterns::dedup::sqlite::{SqliteStore, SqliteTx};
+
+    impl Durable for SqliteStore {
+        fn write_effect(tx: &mut SqliteTx, id: String) -> BoxFuture<'_, Result<(), BoxError>> {
+            Box::pin(async move {
+                tx.execute(move |db| db.execute("INSERT INTO effects (id) VALUES (?1)", [id])).await?;
+                Ok(())
+            })
+        }
+
+        fn effects(&self) -> BoxFuture<'_, Vec<(String, i64)>> {
+            Box::pin(async move {
+                let rows = self.with_connection(|db| {
+                    let mut stmt = db.prepare("SELECT id, count(*) FROM effects GROUP BY id")?;
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+                });
+                rows.await.unwrap()
+            })
+        }
+
+        fn recorded(&self) -> BoxFuture<'_, i64> {
+            let sql = "SELECT count(*) FROM mq_processed_messages";
+            Box::pin(async move { self.with_connection(move |db| db.query_row(sql, [], |r| r.get(0))).await.unwrap() })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_killed_1000_times_every_message_is_processed_exactly_once() {
+        let queue = unique("dedup-crash-sqlite");
+        let db_path = std::env::temp_dir().join(format!("{queue}.db"));
+        let store = SqliteStore::open(&db_path).await.unwrap();
+        store.with_connection(|db| db.execute_batch("CREATE TABLE effects (id TEXT NOT NULL)")).await.unwrap();
+        crash_test(store, "SQLite", &queue).await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db_path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use mq_patterns::dedup::postgres::{PgTx, PostgresStore};
+
+    /// The PostgreSQL store with this test's own tables, and a connection to read them.
+    #[derive(Clone)]
+    struct Pg {
+        store: PostgresStore,
+        reader: Arc<tokio_postgres::Client>,
+        ids: String,
+        effects: String,
+    }
+
+    impl DedupStore for Pg {
+        type Tx = PgTx;
+
+        fn begin<'a>(&'a self, message_id: &'a str) -> BoxFuture<'a, Result<Begun<PgTx>, StoreError>> {
+            self.store.begin(message_id)
+        }
+    }
+
+    /// The effects table of this process's test (one per process, so a fixed name).
+    fn effects_table() -> String {
+        format!("dedup_crash_effects_{}", std::process::id())
+    }
+
+    impl Durable for Pg {
+        fn write_effect(tx: &mut PgTx, id: String) -> BoxFuture<'_, Result<(), BoxError>> {
+            Box::pin(async move {
+                let sql = format!("INSERT INTO {} (id) VALUES ($1)", effects_table());
+                tx.client().execute(&sql, &[&id]).await?;
+                Ok(())
+            })
+        }
+
+        fn effects(&self) -> BoxFuture<'_, Vec<(String, i64)>> {
+            Box::pin(async move {
+                let sql = format!("SELECT id, count(*) FROM {} GROUP BY id", self.effects);
+                let rows = self.reader.query(&sql, &[]).await.unwrap();
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+            })
+        }
+
+        fn recorded(&self) -> BoxFuture<'_, i64> {
+            Box::pin(async move {
+                let sql = format!("SELECT count(*) FROM {}", self.ids);
+                self.reader.query_one(&sql, &[]).await.unwrap().get(0)
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_killed_1000_times_every_message_is_processed_exactly_once() {
+        let params = std::env::var("PG_TEST_PARAMS")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
+        let (reader, connection) = tokio_postgres::connect(&params, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be running (scripts/postgres.sh)");
+        tokio::spawn(connection);
+        let (ids, effects) = (format!("dedup_crash_ids_{}", std::process::id()), effects_table());
+        reader.batch_execute(&format!("CREATE TABLE {effects} (id TEXT NOT NULL)")).await.unwrap();
+        let store = PostgresStore::connect(&params, &ids).await.unwrap();
+        let pg = Pg { store, reader: Arc::new(reader), ids: ids.clone(), effects: effects.clone() };
+        crash_test(pg.clone(), "PostgreSQL", &unique("dedup-crash-pg")).await;
+        pg.reader.batch_execute(&format!("DROP TABLE {effects}; DROP TABLE {ids}")).await.unwrap();
     }
 }
