@@ -7,7 +7,9 @@
 //! only then acks. A crash anywhere before the commit leaves no record (the transaction rolls
 //! back, the broker redelivers, the message is processed again as if for the first time);
 //! a crash after the commit and before the ack leaves the record, so the redelivery is
-//! recognised and only acked.
+//! recognised and only acked. Nothing is dropped silently: a delivery without a `message-id`
+//! is dead-lettered or left unacked ([`MissingIdPolicy`]), and a failing store or handler
+//! requeues it; each case returns a typed [`DedupError`].
 //!
 //! The guarantee: a message whose id the store holds is never handed to the handler again,
 //! and no message is acked before its id is recorded. With a durable store (`sqlite::SqliteStore`,
