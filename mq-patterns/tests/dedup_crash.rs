@@ -306,7 +306,10 @@ where
         .await
         .expect("RabbitMQ must be running");
     let admin = admin_conn.open_channel().await.unwrap();
-    admin.queue_declare(queue, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    // A run that fails leaves no queue behind: unused for ten minutes, the broker drops it.
+    let mut expires = FieldTable::new();
+    expires.insert("x-expires", 600_000i64);
+    admin.queue_declare(queue, QueueDeclareOptions::default(), &expires).await.unwrap();
 
     admin.confirm_select().await.unwrap();
     let mut published = 0u32;
@@ -435,18 +438,26 @@ mod sqlite {
         }
     }
 
+    /// The database file and its WAL files, removed on drop (a failed run's too).
+    struct TempDb(std::path::PathBuf);
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = self.0.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_killed_1000_times_every_message_is_processed_exactly_once() {
         let queue = unique("dedup-crash-sqlite");
-        let db_path = std::env::temp_dir().join(format!("{queue}.db"));
-        let store = SqliteStore::open(&db_path).await.unwrap();
+        let db = TempDb(std::env::temp_dir().join(format!("{queue}.db")));
+        let store = SqliteStore::open(&db.0).await.unwrap();
         store.with_connection(|db| db.execute_batch("CREATE TABLE effects (id TEXT NOT NULL)")).await.unwrap();
         crash_test(store, "SQLite", &queue).await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = db_path.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 
