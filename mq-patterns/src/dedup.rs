@@ -71,8 +71,10 @@ pub enum Begun<T> {
     Fresh(T),
     /// Processed before: ack it, do not process it.
     AlreadyProcessed,
-    /// Another handler is processing the same id right now: requeue it, so that it comes back
-    /// when that one has committed (and is then recognised) or failed (and is processed).
+    /// Another handler of the same store is processing the same id right now: requeue it. It
+    /// comes back (possibly more than once while that handler runs) until that one has
+    /// committed (it is then recognised) or failed (it is then processed). Only the in-memory
+    /// store answers this; the SQL stores make the second begin wait instead.
     InProgress,
 }
 
