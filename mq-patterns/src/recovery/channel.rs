@@ -163,18 +163,30 @@ impl ChannelState {
     }
 
     /// Restarts this channel's consumers on its current channel (recovery, after topology).
+    /// A consumer that cannot be restarted (its queue is gone) ends: it is dropped from the
+    /// record, so its stream ends, and the channel its failure closed is opened again for the
+    /// others — the failure is the recovery's, not a call of the user's.
     pub(crate) async fn restore_consumers(&self) -> (usize, Vec<String>) {
-        let Some(channel) = self.current.borrow().clone() else { return (0, Vec::new()) };
         let records: Vec<ConsumerRecord> = lock(&self.consumers).clone();
         let (mut restored, mut failures) = (0, Vec::new());
         for record in records {
+            let Some(channel) = self.current.borrow().clone() else { break };
             let queue = self.shared.current_queue_name(&record.queue);
+            let tag = &record.options.consumer_tag;
             match channel.basic_consume(&queue, record.options.clone(), &record.arguments).await {
                 Ok(consumer) => {
                     restored += 1;
                     let _ = record.replace.send((consumer, channel.clone()));
                 }
-                Err(error) => failures.push(format!("consumer {} on {queue}: {error}", record.options.consumer_tag)),
+                Err(error) => {
+                    failures.push(format!("consumer {tag} on {queue}: {error}"));
+                    lock(&self.consumers).retain(|r| &r.options.consumer_tag != tag);
+                    if matches!(error, Error::Channel(ChannelError::ClosedByBroker { .. })) {
+                        if let Err(error) = self.reopen(channel.connection()).await {
+                            failures.push(format!("channel: {error}"));
+                        }
+                    }
+                }
             }
         }
         (restored, failures)
