@@ -2,10 +2,11 @@
 //! confirms, manual acknowledgement, prefetch, dead-lettering, delayed delivery, recovery,
 //! de-duplication, the outbox and ordered consumption.
 //!
-//! Built so far: [`confirms`], [`dead_letter`], [`pull`] and [`outbox`]. The other patterns follow (see the project's issue on them).
+//! Built so far: [`confirms`], [`dead_letter`], [`dedup`] (the idempotent consumer), [`outbox`] and [`pull`]. The other patterns follow (see the project's issue on them).
 
 pub mod confirms;
 pub mod dead_letter;
+pub mod dedup;
 pub mod outbox;
 pub mod pull;
 

@@ -1,0 +1,198 @@
+//! The idempotent consumer against the real RabbitMQ: a duplicate `message-id` is processed
+//! once with each store; a message without an id, a failing handler and a store that is
+//! down each give a typed error and lose no message.
+#![allow(clippy::unwrap_used)] // A test that fails says where, which is what unwrap does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amqp_client::api::{
+    BasicPublishOptions, Channel, Connection, Consumer, Delivery, QueueDeclareOptions, QueueDeleteOptions,
+};
+use amqp_client::codec::{BasicProperties, FieldTable};
+use mq_patterns::dead_letter::{DeadLettering, declare_dead_letter_target};
+use mq_patterns::dedup::{BoxError, DedupError, DedupStore, Handled, IdempotentConsumer, MemoryStore, MissingIdPolicy};
+
+fn uri() -> String {
+    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    format!("amqp://guest:guest@{addr}/%2f")
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A work queue that dead-letters into its own DLX and dead-letter queue.
+struct Setup {
+    conn: Connection,
+    ch: Channel,
+    work: String,
+    dlx: String,
+    dead: String,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
+        let ch = conn.open_channel().await.unwrap();
+        let (dlx, dead, work) = (unique("dedup-dlx"), unique("dedup-dead"), unique("dedup-work"));
+        declare_dead_letter_target(&ch, &dlx, &dead).await.unwrap();
+        let args = DeadLettering::to(dlx.as_str()).arguments();
+        ch.queue_declare(&work, QueueDeclareOptions::default(), &args).await.unwrap();
+        Setup { conn, ch, work, dlx, dead }
+    }
+
+    async fn publish(&self, message_id: Option<&str>, body: &str) {
+        let props = BasicProperties { message_id, ..Default::default() };
+        let confirm =
+            self.ch.basic_publish("", &self.work, BasicPublishOptions::default(), &props, body.to_owned()).await;
+        confirm.unwrap();
+    }
+
+    /// A consumer on its own channel (so that closing it requeues what it left unacked).
+    async fn consume(&self) -> (Channel, Consumer) {
+        let ch = self.conn.open_channel().await.unwrap();
+        let consumer = ch.basic_consume(&self.work, Default::default(), &FieldTable::new()).await.unwrap();
+        (ch, consumer)
+    }
+
+    async fn ready(&self, queue: &str) -> u32 {
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        self.ch.queue_declare(queue, passive, &FieldTable::new()).await.unwrap().message_count
+    }
+
+    /// Waits (10 s at most) until `queue` holds `n` ready messages.
+    async fn wait_ready(&self, queue: &str, n: u32) {
+        for _ in 0..500 {
+            if self.ready(queue).await == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{queue} never held {n} ready messages (it holds {})", self.ready(queue).await);
+    }
+
+    async fn cleanup(self) {
+        for q in [&self.work, &self.dead] {
+            self.ch.queue_delete(q, QueueDeleteOptions::default()).await.unwrap();
+        }
+        self.ch.exchange_delete(&self.dlx, Default::default()).await.unwrap();
+        self.conn.close().await.unwrap();
+    }
+}
+
+async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next_delivery()).await.unwrap().unwrap()
+}
+
+/// Publishes ids a, b, a, c, b, a through one queue: the handler runs once per id, every
+/// delivery is acked, and the duplicates are reported as such.
+async fn duplicates_are_processed_once<S: DedupStore>(store: S) {
+    let s = Setup::new().await;
+    let ids = ["a", "b", "a", "c", "b", "a"];
+    let prefix = unique("id");
+    for (n, id) in ids.iter().enumerate() {
+        s.publish(Some(&format!("{prefix}-{id}")), &format!("copy {n}")).await;
+    }
+    let dedup = IdempotentConsumer::new(store);
+    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let (ch, mut consumer) = s.consume().await;
+    let mut outcomes = Vec::new();
+    for _ in &ids {
+        let delivery = next(&mut consumer).await;
+        let runs = runs.clone();
+        let outcome = dedup
+            .handle(&delivery, move |d, _tx| {
+                Box::pin(async move {
+                    let id = d.properties().message_id.unwrap().to_owned();
+                    *runs.lock().unwrap().entry(id).or_default() += 1;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        outcomes.push(outcome);
+    }
+    use Handled::{Duplicate, Processed};
+    assert_eq!(outcomes, [Processed, Processed, Duplicate, Processed, Duplicate, Duplicate]);
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.values().all(|&n| n == 1), "{runs:?}");
+    // Every delivery was acked: closing the consumer's channel requeues nothing.
+    ch.close().await.unwrap();
+    assert_eq!(s.ready(&s.work).await, 0);
+    assert_eq!(s.ready(&s.dead).await, 0);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn memory_store_processes_a_duplicate_id_once() {
+    duplicates_are_processed_once(MemoryStore::default()).await;
+}
+
+fn never_called(_: &Delivery, _: &mut impl Send) -> mq_patterns::dedup::BoxFuture<'static, Result<(), BoxError>> {
+    panic!("the handler must not run for a message without an id")
+}
+
+#[tokio::test]
+async fn a_message_without_id_is_dead_lettered_with_a_typed_error() {
+    let s = Setup::new().await;
+    s.publish(None, "who am I").await;
+    let dedup = IdempotentConsumer::new(MemoryStore::default());
+    let (_ch, mut consumer) = s.consume().await;
+    let delivery = next(&mut consumer).await;
+    let err = dedup.handle(&delivery, |d, tx| never_called(d, tx)).await.unwrap_err();
+    assert!(
+        matches!(err, DedupError::MissingMessageId { policy: MissingIdPolicy::DeadLetter, .. }),
+        "unexpected: {err:?}"
+    );
+    s.wait_ready(&s.dead, 1).await;
+    let dead = s.ch.basic_get(&s.dead, true).await.unwrap().unwrap();
+    assert_eq!(&dead.body()[..], b"who am I");
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_message_without_id_can_be_left_unacked_for_the_caller() {
+    let s = Setup::new().await;
+    s.publish(None, "who am I").await;
+    let dedup = IdempotentConsumer::new(MemoryStore::default()).on_missing_id(MissingIdPolicy::LeaveUnacked);
+    let (ch, mut consumer) = s.consume().await;
+    let delivery = next(&mut consumer).await;
+    let err = dedup.handle(&delivery, |d, tx| never_called(d, tx)).await.unwrap_err();
+    let DedupError::MissingMessageId { delivery_tag, policy: MissingIdPolicy::LeaveUnacked } = err else {
+        panic!("unexpected: {err:?}")
+    };
+    assert_eq!(delivery_tag, delivery.tag().tag.0);
+    // Still held unacked: the channel's close gives it back to the queue.
+    ch.close().await.unwrap();
+    s.wait_ready(&s.work, 1).await;
+    assert_eq!(s.ready(&s.dead).await, 0);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failing_handler_requeues_and_records_nothing() {
+    let s = Setup::new().await;
+    let id = unique("fails-once");
+    s.publish(Some(&id), "flaky").await;
+    let store = MemoryStore::default();
+    let dedup = IdempotentConsumer::new(store.clone());
+    let (_ch, mut consumer) = s.consume().await;
+    let first = next(&mut consumer).await;
+    let err = dedup
+        .handle(&first, |_, _| Box::pin(async { Err::<(), BoxError>("the disk is full".into()) }))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, DedupError::Handler { message_id, .. } if *message_id == id), "unexpected: {err:?}");
+    assert!(!store.contains(&id));
+    let again = next(&mut consumer).await;
+    assert!(again.redelivered());
+    let outcome = dedup.handle(&again, |_, _| Box::pin(async { Ok(()) })).await.unwrap();
+    assert_eq!(outcome, Handled::Processed);
+    assert!(store.contains(&id));
+    s.cleanup().await;
+}
