@@ -33,13 +33,20 @@ pub struct SqliteOutbox {
 }
 
 impl SqliteOutbox {
-    /// Opens the database at `path` for the relay (write-ahead log, a 5 s busy timeout) and
-    /// creates the outbox table if it is missing.
+    /// Opens the database at `path` for the relay (a 5 s busy timeout) and creates the outbox
+    /// table if it is missing. Puts the database in write-ahead-log mode if it is not: best
+    /// done by the application when it creates the database, since the switch needs the
+    /// database to itself.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        // WAL lets the application write while the relay reads; journal_mode answers a row.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        // First, so that switching the journal waits for the application's writers too.
         conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL lets the application write while the relay reads. Switching takes the database
+        // for a moment, so it is done only when the mode is not WAL yet.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        }
         Self::from_connection(conn)
     }
 

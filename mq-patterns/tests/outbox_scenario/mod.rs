@@ -1,0 +1,292 @@
+//! The outbox's acceptance scenario, shared by the SQLite and PostgreSQL tests: relays are
+//! killed (their task aborted, their connection dropped) at seeded random points between a
+//! publish and its mark-sent, restarted, and an idempotent consumer still processes every
+//! message exactly once, checked by id.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amqp_client::api::{BasicQosOptions, Connection, Consumer, QueueDeclareOptions};
+use amqp_client::codec::FieldTable;
+use mq_patterns::confirms::{ConfirmingPublisher, RetryPolicy};
+use mq_patterns::dedup::{DedupStore, Handled, IdempotentConsumer};
+use mq_patterns::outbox::{OutboxCounts, OutboxStore, Relay, RelayConfig, RelayError};
+use tokio::task::JoinHandle;
+
+pub fn uri() -> String {
+    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    format!("amqp://guest:guest@{addr}/%2f")
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The seed: `OUTBOX_SEED` to replay a run, else the clock.
+pub fn seed() -> u64 {
+    match std::env::var("OUTBOX_SEED") {
+        Ok(s) => s.parse().expect("OUTBOX_SEED is a u64"),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    }
+}
+
+/// splitmix64: enough randomness for kill points, and reproducible from the seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// What the consumer saw.
+#[derive(Default)]
+pub struct Tally {
+    /// Times the handler ran, per message id.
+    pub processed: HashMap<String, u32>,
+    /// Deliveries from the broker, duplicates included.
+    pub deliveries: u64,
+    /// Deliveries the idempotent consumer recognised and acked without processing.
+    pub duplicates: u64,
+}
+
+/// One kill of a relay.
+#[derive(Debug)]
+pub struct Kill {
+    /// Rows marked sent when the kill was triggered.
+    pub after_sent: u64,
+    /// The outbox right after the kill: `unconfirmed` are the rows the dead relay had
+    /// claimed (and perhaps published) without marking them.
+    pub left: OutboxCounts,
+}
+
+/// The numbers of one run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub kills: Vec<Kill>,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    pub elapsed: Duration,
+}
+
+/// A queue for the run, owned by the consumer's connection.
+pub struct Broker {
+    conn: Connection,
+    pub queue: String,
+}
+
+impl Broker {
+    pub async fn new(prefix: &str) -> Self {
+        let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
+        let ch = conn.open_channel().await.unwrap();
+        let queue = unique(prefix);
+        let exclusive = QueueDeclareOptions { exclusive: true, ..Default::default() };
+        ch.queue_declare(&queue, exclusive, &FieldTable::new()).await.unwrap();
+        Broker { conn, queue }
+    }
+
+    async fn ready(&self) -> u32 {
+        let ch = self.conn.open_channel().await.unwrap();
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let n = ch.queue_declare(&self.queue, passive, &FieldTable::new()).await.unwrap().message_count;
+        ch.close().await.unwrap();
+        n
+    }
+
+    /// Runs the scenario: `kills` relays are started over stores from `open_store`, each
+    /// killed at a seeded point while it has rows claimed and unmarked, then a last relay
+    /// finishes the outbox; the consumer processes through `dedup`. `producer` enqueues the
+    /// messages (in business transactions) and yields their ids.
+    pub async fn relay_killed_and_restarted<S, F, Fut, D>(
+        self,
+        open_store: F,
+        producer: JoinHandle<Vec<String>>,
+        messages: u64,
+        kills: usize,
+        seed: u64,
+        dedup: IdempotentConsumer<D>,
+    ) -> (Outcome, Vec<String>, Tally)
+    where
+        S: OutboxStore + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = S>,
+        D: DedupStore + 'static,
+    {
+        let started = Instant::now();
+        let mut rng = Rng::new(seed);
+        let config = RelayConfig {
+            batch: 500,
+            poll_interval: Duration::from_millis(20),
+            resend_after: Duration::from_millis(1_000),
+        };
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let consumer_task = self.spawn_consumer(dedup, Arc::clone(&tally)).await;
+        let observer = open_store().await;
+
+        let mut points: Vec<u64> = (0..kills).map(|_| messages / 10 + rng.below(messages * 8 / 10)).collect();
+        points.sort_unstable();
+        let mut record = Vec::new();
+        for point in points {
+            let relay = start_relay(open_store().await, config).await;
+            wait_until(&observer, |c| c.sent >= point).await;
+            // Kill only while rows are claimed and unmarked: the point lies below the number of
+            // messages, so the relay has rows left to claim, publish and mark.
+            wait_until(&observer, |c| c.unconfirmed > 0).await;
+            tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
+            let after_sent = observer.counts().await.unwrap().sent;
+            relay.kill().await;
+            record.push(Kill { after_sent, left: observer.counts().await.unwrap() });
+        }
+
+        let last = start_relay(open_store().await, config).await;
+        let ids = producer.await.unwrap();
+        wait_until(&observer, |c| c.sent == messages && c.pending == 0 && c.unconfirmed == 0).await;
+        last.kill().await;
+        self.wait_until_drained(&tally, messages).await;
+        consumer_task.abort();
+        let _ = consumer_task.await;
+        self.conn.close().await.unwrap();
+
+        let tally = Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap();
+        let outcome = Outcome {
+            kills: record,
+            deliveries: tally.deliveries,
+            duplicates: tally.duplicates,
+            elapsed: started.elapsed(),
+        };
+        (outcome, ids, tally)
+    }
+
+    async fn spawn_consumer<D: DedupStore + 'static>(
+        &self,
+        dedup: IdempotentConsumer<D>,
+        tally: Arc<Mutex<Tally>>,
+    ) -> JoinHandle<()> {
+        let ch = self.conn.open_channel().await.unwrap();
+        ch.basic_qos(500, BasicQosOptions::default()).await.unwrap();
+        let consumer = ch.basic_consume(&self.queue, Default::default(), &FieldTable::new()).await.unwrap();
+        tokio::spawn(consume(dedup, consumer, tally))
+    }
+
+    /// Waits until every id was processed, the queue is empty and no delivery came for a
+    /// while: re-sent copies still on their way are counted too.
+    async fn wait_until_drained(&self, tally: &Mutex<Tally>, messages: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = (u64::MAX, Instant::now());
+        loop {
+            assert!(Instant::now() < deadline, "the consumer never drained the queue");
+            let (processed, deliveries) = {
+                let t = tally.lock().unwrap();
+                (t.processed.len() as u64, t.deliveries)
+            };
+            if deliveries != last.0 {
+                last = (deliveries, Instant::now());
+            } else if processed == messages && last.1.elapsed() > Duration::from_millis(500) && self.ready().await == 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn consume<D: DedupStore>(dedup: IdempotentConsumer<D>, mut consumer: Consumer, tally: Arc<Mutex<Tally>>) {
+    while let Some(delivery) = consumer.next_delivery().await {
+        let processed = Arc::clone(&tally);
+        let handled = dedup
+            .handle(&delivery, move |d, _tx| {
+                Box::pin(async move {
+                    let id = d.properties().message_id.unwrap_or_default().to_owned();
+                    *processed.lock().unwrap().processed.entry(id).or_default() += 1;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let mut t = tally.lock().unwrap();
+        t.deliveries += 1;
+        if handled == Handled::Duplicate {
+            t.duplicates += 1;
+        }
+    }
+}
+
+/// A running relay: its own connection (as a relay process has) and its task.
+struct RunningRelay {
+    conn: Connection,
+    task: JoinHandle<RelayError>,
+}
+
+impl RunningRelay {
+    /// Kills it as a crash would: the task stops at whatever await it is in, and its
+    /// connection goes away with the unconfirmed publishes.
+    async fn kill(self) {
+        self.task.abort();
+        if let Ok(failed) = self.task.await {
+            panic!("the relay stopped on its own before the kill: {failed}");
+        }
+        let _ = self.conn.close().await;
+    }
+}
+
+async fn start_relay<S: OutboxStore + 'static>(store: S, config: RelayConfig) -> RunningRelay {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let publisher = ConfirmingPublisher::new(conn.open_channel().await.unwrap(), config.batch, RetryPolicy::default())
+        .await
+        .unwrap();
+    let relay = Relay::new(store, publisher, config);
+    let task = tokio::spawn(async move {
+        match relay.run().await {
+            Err(failed) => failed,
+        }
+    });
+    RunningRelay { conn, task }
+}
+
+async fn wait_until<S: OutboxStore>(store: &S, done: impl Fn(OutboxCounts) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = store.counts().await.unwrap();
+        if done(counts) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the outbox never got there: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The acceptance checks: every id processed exactly once, and re-sends really happened and
+/// were recognised.
+pub fn assert_exactly_once(outcome: &Outcome, ids: &[String], tally: &Tally, messages: u64) {
+    assert_eq!(ids.len() as u64, messages);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len() as u64, messages, "ids are distinct");
+    assert_eq!(tally.processed.len() as u64, messages, "every message was processed");
+    for id in ids {
+        assert_eq!(tally.processed.get(id), Some(&1), "{id} processed exactly once");
+    }
+    assert!(
+        outcome.kills.iter().any(|k| k.left.unconfirmed > 0),
+        "some kill left rows published or claimed but unmarked: {:?}",
+        outcome.kills
+    );
+    assert!(outcome.duplicates > 0, "re-sent rows reached the consumer and were recognised: {outcome:?}");
+    assert_eq!(outcome.deliveries, messages + outcome.duplicates, "each delivery was processed or recognised");
+}
