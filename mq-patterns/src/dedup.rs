@@ -10,9 +10,10 @@
 //! recognised and only acked.
 //!
 //! The guarantee: a message whose id the store holds is never handed to the handler again,
-//! and no message is acked before its id is recorded. With a durable store whose transaction
-//! the handler also writes its own changes through, each message's effect is committed
-//! exactly once.
+//! and no message is acked before its id is recorded. With a durable store (`sqlite::SqliteStore`,
+//! `postgres::PostgresStore`, behind the cargo features `sqlite` (on by default) and
+//! `postgres`) whose transaction the handler also writes its own changes through, each
+//! message's effect is committed exactly once.
 //! Not guaranteed: exactly-once for effects outside that transaction (an HTTP call, a
 //! publish, another database): a crash after such an effect and before the commit repeats
 //! it, so those get at-least-once and must be idempotent themselves. The in-memory store
@@ -22,6 +23,10 @@
 //! Uses only `amqp-client`'s public API.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,6 +87,14 @@ pub enum StoreError {
     /// The blocking task that ran a SQLite call failed (it panicked, or the runtime shut down).
     #[error("the store's blocking task failed: {0}")]
     Task(String),
+    /// SQLite refused or failed the statement.
+    #[cfg(feature = "sqlite")]
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed the statement.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
 }
 
 /// What [`IdempotentConsumer::handle`] did with a delivery, when nothing failed.
@@ -257,4 +270,14 @@ impl<S: DedupStore> IdempotentConsumer<S> {
 async fn requeue(delivery: &Delivery, error: DedupError) -> DedupError {
     let _ = delivery.nack(true).await;
     error
+}
+
+/// Table names are spliced into SQL, so only plain identifiers are accepted.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn checked_table(table: &str) -> Result<&str, StoreError> {
+    let mut chars = table.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && table.len() <= 63;
+    if plain { Ok(table) } else { Err(StoreError::InvalidTable(table.to_owned())) }
 }

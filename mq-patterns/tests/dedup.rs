@@ -89,8 +89,8 @@ async fn next(consumer: &mut Consumer) -> Delivery {
 }
 
 /// Publishes ids a, b, a, c, b, a through one queue: the handler runs once per id, every
-/// delivery is acked, and the duplicates are reported as such.
-async fn duplicates_are_processed_once<S: DedupStore>(store: S) {
+/// delivery is acked, and the duplicates are reported as such. Returns the three ids.
+async fn duplicates_are_processed_once<S: DedupStore>(store: S) -> Vec<String> {
     let s = Setup::new().await;
     let ids = ["a", "b", "a", "c", "b", "a"];
     let prefix = unique("id");
@@ -126,11 +126,16 @@ async fn duplicates_are_processed_once<S: DedupStore>(store: S) {
     assert_eq!(s.ready(&s.work).await, 0);
     assert_eq!(s.ready(&s.dead).await, 0);
     s.cleanup().await;
+    let mut distinct: Vec<String> = runs.into_keys().collect();
+    distinct.sort();
+    distinct
 }
 
 #[tokio::test]
 async fn memory_store_processes_a_duplicate_id_once() {
-    duplicates_are_processed_once(MemoryStore::default()).await;
+    let store = MemoryStore::default();
+    let ids = duplicates_are_processed_once(store.clone()).await;
+    assert!(ids.iter().all(|id| store.contains(id)));
 }
 
 fn never_called(_: &Delivery, _: &mut impl Send) -> mq_patterns::dedup::BoxFuture<'static, Result<(), BoxError>> {
@@ -195,4 +200,142 @@ async fn a_failing_handler_requeues_and_records_nothing() {
     assert_eq!(outcome, Handled::Processed);
     assert!(store.contains(&id));
     s.cleanup().await;
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Handles one delivery whose store is down (or busy): a typed store error, and the message
+/// is requeued, not acked and not dead-lettered.
+async fn a_store_failure_requeues<S: DedupStore>(
+    store: S,
+    expected: impl FnOnce(&mq_patterns::dedup::StoreError) -> bool,
+) {
+    let s = Setup::new().await;
+    let id = unique("store-down");
+    s.publish(Some(&id), "keep me").await;
+    let dedup = IdempotentConsumer::new(store);
+    let (ch, mut consumer) = s.consume().await;
+    let delivery = next(&mut consumer).await;
+    let err = dedup.handle(&delivery, |_, _| Box::pin(async { Ok(()) })).await.unwrap_err();
+    let DedupError::Store { message_id, source } = &err else { panic!("unexpected: {err:?}") };
+    assert_eq!(*message_id, id);
+    assert!(expected(source), "unexpected store error: {source:?}");
+    // Requeued (nack requeue=true): it comes straight back, and stays once nobody consumes.
+    let again = next(&mut consumer).await;
+    assert!(again.redelivered());
+    assert_eq!(again.properties().message_id, Some(id.as_str()));
+    ch.close().await.unwrap();
+    s.wait_ready(&s.work, 1).await;
+    assert_eq!(s.ready(&s.dead).await, 0);
+    s.cleanup().await;
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use mq_patterns::dedup::StoreError;
+    use mq_patterns::dedup::sqlite::{SqliteConfig, SqliteStore};
+
+    /// A database file in the temporary directory, removed (with its WAL files) on drop.
+    pub(crate) struct TempDb(pub std::path::PathBuf);
+
+    impl TempDb {
+        pub(crate) fn new() -> Self {
+            TempDb(std::env::temp_dir().join(format!("{}.db", unique("mq-dedup"))))
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = self.0.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_processes_a_duplicate_id_once() {
+        let db = TempDb::new();
+        let store = SqliteStore::open(&db.0).await.unwrap();
+        let ids = duplicates_are_processed_once(store.clone()).await;
+        // Durable: a store opened afresh on the same file still knows the ids.
+        drop(store);
+        let reopened = SqliteStore::open(&db.0).await.unwrap();
+        for id in &ids {
+            assert!(reopened.contains(id).await.unwrap(), "{id} was forgotten");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_sqlite_database_is_a_typed_error_and_the_message_stays_queued() {
+        let db = TempDb::new();
+        let config = SqliteConfig { busy_timeout: Duration::from_millis(50), ..Default::default() };
+        let store = SqliteStore::open_with(&db.0, config).await.unwrap();
+        // Another process's writer holds the database's lock for the whole test.
+        let holder = rusqlite::Connection::open(&db.0).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        a_store_failure_requeues(store, |e| matches!(e, StoreError::Sqlite(_))).await;
+        holder.execute_batch("ROLLBACK").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_table_name_that_is_not_an_identifier_is_refused() {
+        let db = TempDb::new();
+        let config = SqliteConfig { table: "x; DROP TABLE y".into(), ..Default::default() };
+        let err = SqliteStore::open_with(&db.0, config).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidTable(_)), "unexpected: {err:?}");
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use mq_patterns::dedup::StoreError;
+    use mq_patterns::dedup::postgres::PostgresStore;
+
+    /// A table name no other test or run uses (a plain SQL identifier).
+    fn unique_table(prefix: &str) -> String {
+        unique(prefix).replace('-', "_")
+    }
+
+    /// A port on loopback where nothing listens (bound, then released).
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    pub(crate) fn params() -> String {
+        std::env::var("PG_TEST_PARAMS").unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+    }
+
+    pub(crate) async fn drop_table(table: &str) {
+        let (client, connection) = tokio_postgres::connect(&params(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgres_store_processes_a_duplicate_id_once() {
+        let table = unique_table("dedup_dup");
+        let store =
+            PostgresStore::connect(&params(), &table).await.expect("PostgreSQL must be running (scripts/postgres.sh)");
+        let ids = duplicates_are_processed_once(store.clone()).await;
+        // Durable: a store connected afresh still knows the ids, until they are purged.
+        drop(store);
+        let reopened = PostgresStore::connect(&params(), &table).await.unwrap();
+        for id in &ids {
+            assert!(reopened.contains(id).await.unwrap(), "{id} was forgotten");
+        }
+        assert_eq!(reopened.purge_older_than(Duration::ZERO).await.unwrap(), 3);
+        assert!(!reopened.contains(&ids[0]).await.unwrap());
+        drop_table(&table).await;
+    }
+
+    #[tokio::test]
+    async fn a_postgres_store_that_is_down_is_a_typed_error_and_the_message_stays_queued() {
+        let params = format!("host=127.0.0.1 port={} user=postgres dbname=test", closed_port());
+        let store = PostgresStore::new(&params, "never_created").unwrap();
+        a_store_failure_requeues(store, |e| matches!(e, StoreError::Unavailable(_))).await;
+    }
 }

@@ -132,7 +132,7 @@ impl OutboxStore for SqliteOutbox {
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
-                let mut mark = tx.prepare_cached(
+                let mut mark = tx.prepare(
                     "UPDATE mq_outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1 AND state = 'pending'",
                 )?;
                 let now = now_ms();
@@ -176,7 +176,7 @@ fn claim(conn: &mut Connection, select: &str, params: &[&dyn rusqlite::ToSql]) -
          RETURNING seq, id, exchange, routing_key, content_type, headers, persistent, body, attempts"
     );
     let mut rows = {
-        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut stmt = tx.prepare(&sql)?;
         let raw = stmt.query_map(params, read_row)?.collect::<Result<Vec<_>, _>>()?;
         raw.into_iter().map(|(seq, raw)| Ok((seq, raw.into_row()?))).collect::<Result<Vec<_>, StoreError>>()?
     };
