@@ -25,6 +25,6 @@ fi
 cargo test --workspace --exclude benches "${features[@]}" --doc
 
 # The patterns' examples run against the broker, as a user would run them.
-for example in dead_letter confirms idempotent; do
+for example in dead_letter confirms idempotent outbox; do
   cargo run -q -p mq-patterns "${features[@]}" --example "$example"
 done

@@ -14,7 +14,8 @@ use std::time::Duration;
 use amqp_client::api::{Channel, Connection, QueueDeclareOptions};
 use amqp_client::codec::{FieldTable, FieldValue, Table};
 use mq_patterns::confirms::{ConfirmingPublisher, PublishError, RetryPolicy};
-use mq_patterns::dedup::{IdempotentConsumer, MemoryStore};
+use mq_patterns::dedup::IdempotentConsumer;
+use mq_patterns::dedup::sqlite::SqliteStore;
 use mq_patterns::outbox::sqlite::SqliteOutbox;
 use mq_patterns::outbox::{OutboxCounts, OutboxMessage, OutboxStore, Relay, RelayConfig, RelayError, StoreError};
 use outbox_scenario::{Broker, assert_exactly_once, unique, uri};
@@ -95,7 +96,9 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
         tokio::task::spawn_blocking(move || place_orders(&path, &queue, 0, MESSAGES, 50))
     };
     let open = || async { SqliteOutbox::open(&db.0).unwrap() };
-    let dedup = IdempotentConsumer::new(MemoryStore::new(100_000, Duration::from_secs(3600)));
+    // The consuming service's own database, where the idempotent consumer records each id.
+    let processed_db = TempDb::new();
+    let dedup = IdempotentConsumer::new(SqliteStore::open(&processed_db.0).await.unwrap());
 
     let (outcome, ids, tally) = broker.relay_killed_and_restarted(open, producer, MESSAGES, KILLS, seed, dedup).await;
 

@@ -132,9 +132,8 @@ impl OutboxStore for SqliteOutbox {
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
-                let mut mark = tx.prepare(
-                    "UPDATE mq_outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                )?;
+                let mut mark = tx
+                    .prepare("UPDATE mq_outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1 AND state = 'pending'")?;
                 let now = now_ms();
                 for id in &ids {
                     mark.execute(params![id, now])?;
