@@ -113,7 +113,7 @@ impl Broker {
     /// Runs the scenario: `kills` relays are started over stores from `open_store`, each
     /// killed at a seeded point while it has rows claimed and unmarked, then a last relay
     /// finishes the outbox; the consumer processes through `dedup`. `producer` enqueues the
-    /// messages (in business transactions) and yields their ids.
+    /// messages (in business transactions) and yields their ids; the relays start once it is done.
     pub async fn relay_killed_and_restarted<S, F, Fut, D>(
         self,
         open_store: F,
@@ -139,6 +139,9 @@ impl Broker {
         let tally = Arc::new(Mutex::new(Tally::default()));
         let consumer_task = self.spawn_consumer(dedup, Arc::clone(&tally)).await;
         let observer = open_store().await;
+        // All the business changes are committed first, so that every relay works on full
+        // batches: with a slow producer, each row would be marked almost as soon as published.
+        let ids = producer.await.unwrap();
 
         let mut points: Vec<u64> = (0..kills).map(|_| messages / 10 + rng.below(messages * 8 / 10)).collect();
         points.sort_unstable();
@@ -156,7 +159,6 @@ impl Broker {
         }
 
         let last = start_relay(open_store().await, config).await;
-        let ids = producer.await.unwrap();
         wait_until(&observer, |c| c.sent == messages && c.pending == 0 && c.unconfirmed == 0).await;
         last.kill().await;
         self.wait_until_drained(&tally, messages).await;
