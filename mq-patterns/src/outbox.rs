@@ -229,6 +229,10 @@ pub trait OutboxStore: Send + Sync {
 
     /// Counts the rows in each state.
     fn counts(&self) -> impl Future<Output = Result<OutboxCounts, StoreError>> + Send;
+
+    /// Deletes the rows marked sent more than `older_than` ago, and says how many: the outbox
+    /// keeps sent rows (for audit, and to answer "was it sent?") until this is called.
+    fn purge_sent(&self, older_than: Duration) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// What went wrong in an outbox store: the database's error, or data it cannot use.

@@ -1,6 +1,6 @@
 //! The outbox on SQLite against the real RabbitMQ: relays killed between publish and mark-sent
 //! lose nothing and the idempotent consumer processes each of 10,000 messages once; a rolled
-//! back business change sends nothing; a stale claim is swept, a fresh one is not; an
+//! back business change sends nothing; sent rows are purged by age; a stale claim is swept, a fresh one is not; an
 //! unroutable row stays for later; a database that is locked or missing is a typed error with
 //! nothing marked and nothing lost.
 #![cfg(feature = "sqlite")]
@@ -48,8 +48,9 @@ impl Drop for TempDb {
     }
 }
 
-/// Places orders `from..to`, `per_tx` in each transaction, each with its message to `queue`.
-fn place_orders(db: &Path, queue: &str, from: u64, to: u64, per_tx: u64) -> Vec<String> {
+/// Places orders `from..to`, `per_tx` in each transaction, each with its message to
+/// `exchange` with `routing_key`.
+fn place_orders(db: &Path, exchange: &str, routing_key: &str, from: u64, to: u64, per_tx: u64) -> Vec<String> {
     let mut conn = rusqlite::Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut ids = Vec::new();
@@ -57,7 +58,8 @@ fn place_orders(db: &Path, queue: &str, from: u64, to: u64, per_tx: u64) -> Vec<
         let tx = conn.transaction().unwrap();
         for order in start..(start + per_tx).min(to) {
             tx.execute("INSERT INTO orders (id, item) VALUES (?1, 'book')", [order as i64]).unwrap();
-            let message = OutboxMessage::new("", queue, format!("order {order}")).with_content_type("text/plain");
+            let message =
+                OutboxMessage::new(exchange, routing_key, format!("order {order}")).with_content_type("text/plain");
             ids.push(SqliteOutbox::enqueue(&tx, &message).unwrap());
         }
         tx.commit().unwrap();
@@ -92,8 +94,8 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
     drop(db.app());
     let broker = Broker::new("outbox-kill").await;
     let producer = {
-        let (path, queue) = (db.0.clone(), broker.queue.clone());
-        tokio::task::spawn_blocking(move || place_orders(&path, &queue, 0, MESSAGES, 50))
+        let (path, exchange) = (db.0.clone(), broker.exchange.clone());
+        tokio::task::spawn_blocking(move || place_orders(&path, &exchange, "", 0, MESSAGES, 50))
     };
     let open = || async { SqliteOutbox::open(&db.0).unwrap() };
     // The consuming service's own database, where the idempotent consumer records each id.
@@ -103,9 +105,14 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
     let (outcome, ids, tally) = broker.relay_killed_and_restarted(open, producer, MESSAGES, KILLS, seed, dedup).await;
 
     println!(
-        "{MESSAGES} messages, {} kills (sent when killed / left unmarked: {}), {} deliveries, {} re-sends recognised, {:.2?}",
+        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {:.2?}",
         outcome.kills.len(),
-        outcome.kills.iter().map(|k| format!("{}/{}", k.after_sent, k.left.unconfirmed)).collect::<Vec<_>>().join(" "),
+        outcome
+            .kills
+            .iter()
+            .map(|k| format!("{}/{}", k.after_sent, k.published_unmarked))
+            .collect::<Vec<_>>()
+            .join(" "),
         outcome.deliveries,
         outcome.duplicates,
         outcome.elapsed,
@@ -160,6 +167,9 @@ async fn a_message_arrives_with_its_id_content_type_and_headers() {
     assert_eq!(headers.get("tenant").and_then(|v| v.as_str()), Some("acme"));
     assert_eq!(&got.body()[..], b"{\"order\":1}");
     assert_eq!(relay.store().counts().await.unwrap(), OutboxCounts { pending: 0, unconfirmed: 0, sent: 1 });
+    assert_eq!(relay.store().purge_sent(Duration::from_secs(3600)).await.unwrap(), 0, "sent too recently");
+    assert_eq!(relay.store().purge_sent(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(relay.store().counts().await.unwrap(), OutboxCounts::default());
     conn.close().await.unwrap();
 }
 
@@ -170,7 +180,7 @@ async fn a_claim_left_unmarked_is_swept_after_the_threshold_and_not_before() {
     let queue = exclusive_queue(&ch).await;
     let db = TempDb::new();
     drop(db.app());
-    let ids = place_orders(&db.0, &queue, 0, 30, 10);
+    let ids = place_orders(&db.0, "", &queue, 0, 30, 10);
     // A relay that claimed the rows and died before publishing or marking any.
     let dead = SqliteOutbox::open(&db.0).unwrap();
     assert_eq!(dead.claim_pending(100).await.unwrap().len(), 30);
@@ -211,7 +221,7 @@ async fn a_locked_database_is_a_typed_error_with_nothing_published_marked_or_los
     let queue = exclusive_queue(&ch).await;
     let db = TempDb::new();
     drop(db.app());
-    let ids = place_orders(&db.0, &queue, 0, 20, 20);
+    let ids = place_orders(&db.0, "", &queue, 0, 20, 20);
     let relay_conn = rusqlite::Connection::open(&db.0).unwrap();
     relay_conn.busy_timeout(Duration::from_millis(100)).unwrap();
     let relay =

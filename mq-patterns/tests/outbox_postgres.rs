@@ -60,15 +60,16 @@ impl Schema {
     }
 }
 
-/// Places orders `from..to`, `per_tx` in each transaction, each with its message to `queue`.
-async fn place_orders(params: &str, queue: &str, from: i64, to: i64, per_tx: i64) -> Vec<String> {
+/// Places orders `from..to`, `per_tx` in each transaction, each with its message to
+/// `exchange` with `routing_key`.
+async fn place_orders(params: &str, exchange: &str, routing_key: &str, from: i64, to: i64, per_tx: i64) -> Vec<String> {
     let mut app = client(params).await;
     let mut ids = Vec::new();
     for start in (from..to).step_by(per_tx as usize) {
         let tx = app.transaction().await.unwrap();
         for order in start..(start + per_tx).min(to) {
             tx.execute("INSERT INTO orders (id, item) VALUES ($1, 'book')", &[&order]).await.unwrap();
-            let message = OutboxMessage::new("", queue, format!("order {order}"));
+            let message = OutboxMessage::new(exchange, routing_key, format!("order {order}"));
             ids.push(PostgresOutbox::enqueue(&tx, &message).await.unwrap());
         }
         tx.commit().await.unwrap();
@@ -85,8 +86,8 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
     let schema = Schema::new().await;
     let broker = Broker::new("outbox-kill-pg").await;
     let producer = {
-        let (params, queue) = (schema.params.clone(), broker.queue.clone());
-        tokio::spawn(async move { place_orders(&params, &queue, 0, MESSAGES as i64, 50).await })
+        let (params, exchange) = (schema.params.clone(), broker.exchange.clone());
+        tokio::spawn(async move { place_orders(&params, &exchange, "", 0, MESSAGES as i64, 50).await })
     };
     let open = || {
         let params = schema.params.clone();
@@ -97,9 +98,14 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
     let (outcome, ids, tally) = broker.relay_killed_and_restarted(open, producer, MESSAGES, KILLS, seed, dedup).await;
 
     println!(
-        "{MESSAGES} messages, {} kills (sent when killed / left unmarked: {}), {} deliveries, {} re-sends recognised, {:.2?}",
+        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {:.2?}",
         outcome.kills.len(),
-        outcome.kills.iter().map(|k| format!("{}/{}", k.after_sent, k.left.unconfirmed)).collect::<Vec<_>>().join(" "),
+        outcome
+            .kills
+            .iter()
+            .map(|k| format!("{}/{}", k.after_sent, k.published_unmarked))
+            .collect::<Vec<_>>()
+            .join(" "),
         outcome.deliveries,
         outcome.duplicates,
         outcome.elapsed,
@@ -136,7 +142,7 @@ async fn a_relay_whose_database_connection_dies_gets_a_typed_error_and_nothing_i
     let ch = conn.open_channel().await.unwrap();
     let exclusive = QueueDeclareOptions { exclusive: true, ..Default::default() };
     let queue = ch.queue_declare(&unique("outbox-pg-down"), exclusive, &FieldTable::new()).await.unwrap().name;
-    let ids = place_orders(&schema.params, &queue, 0, 20, 20).await;
+    let ids = place_orders(&schema.params, "", &queue, 0, 20, 20).await;
     let application = unique("outbox_relay").replace('-', "_");
     let store = PostgresOutbox::connect(&schema.named(&application)).await.unwrap();
     let publisher = ConfirmingPublisher::new(conn.open_channel().await.unwrap(), 100, RetryPolicy::default());
@@ -167,6 +173,8 @@ async fn a_relay_whose_database_connection_dies_gets_a_typed_error_and_nothing_i
         got.push(d.properties().message_id.unwrap().to_owned());
     }
     assert_eq!(got, ids);
+    assert_eq!(relay.store().purge_sent(std::time::Duration::from_secs(3600)).await.unwrap(), 0, "sent too recently");
+    assert_eq!(relay.store().purge_sent(std::time::Duration::ZERO).await.unwrap(), 20);
     conn.close().await.unwrap();
     drop(relay);
     schema.drop().await;

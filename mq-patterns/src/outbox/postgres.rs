@@ -120,6 +120,17 @@ impl OutboxStore for PostgresOutbox {
         let count = |i: usize| row.try_get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
         Ok(OutboxCounts { pending: count(0)?, unconfirmed: count(1)?, sent: count(2)? })
     }
+
+    async fn purge_sent(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let deleted = self
+            .client
+            .execute(
+                "DELETE FROM mq_outbox WHERE state = 'sent' AND sent_at <= now() - make_interval(secs => $1)",
+                &[&older_than.as_secs_f64()],
+            )
+            .await?;
+        Ok(deleted)
+    }
 }
 
 /// One statement that picks pending rows by `condition`, stamps the attempt and returns them:

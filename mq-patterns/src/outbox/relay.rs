@@ -53,6 +53,9 @@ pub enum RelayError {
     /// The channel or connection to the broker failed.
     #[error("publishing failed: {0}")]
     Client(#[from] amqp_client::Error),
+    /// A publishing task died (it panicked, or the runtime is shutting down).
+    #[error("a publishing task failed: {0}")]
+    Task(String),
 }
 
 /// Publishes an outbox's rows with confirms.
@@ -127,7 +130,7 @@ impl<S: OutboxStore> Relay<S> {
         let mut confirmed = Vec::new();
         let mut broker_failure = None;
         while let Some(joined) = publishes.join_next().await {
-            match joined.map_err(|e| StoreError::Worker(e.to_string()))? {
+            match joined.map_err(|e| RelayError::Task(e.to_string()))? {
                 Ok(c) => confirmed.push(c.message_id),
                 Err(PublishError::Client(e)) => broker_failure = Some(e),
                 Err(refused) => report.refused.push(refused),

@@ -164,6 +164,15 @@ impl OutboxStore for SqliteOutbox {
         })
         .await
     }
+
+    async fn purge_sent(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.with_conn(move |conn| {
+            let cutoff = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+            let deleted = conn.execute("DELETE FROM mq_outbox WHERE state = 'sent' AND sent_at <= ?1", [cutoff])?;
+            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+        })
+        .await
+    }
 }
 
 /// Stamps the attempt on the rows `select` picks (with `?2` its limit) and returns them, in

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amqp_client::api::{BasicQosOptions, Connection, Consumer, QueueDeclareOptions};
+use amqp_client::api::{BasicQosOptions, Channel, Connection, Consumer, ExchangeDeclareOptions, QueueDeclareOptions};
 use amqp_client::codec::FieldTable;
 use mq_patterns::confirms::{ConfirmingPublisher, RetryPolicy};
 use mq_patterns::dedup::{DedupStore, Handled, IdempotentConsumer};
@@ -72,9 +72,9 @@ pub struct Tally {
 pub struct Kill {
     /// Rows marked sent when the kill was triggered.
     pub after_sent: u64,
-    /// The outbox right after the kill: `unconfirmed` are the rows the dead relay had
-    /// claimed (and perhaps published) without marking them.
-    pub left: OutboxCounts,
+    /// Publishes of the killed relay that it had not marked sent: the broker has these
+    /// messages, and the sweep sends them again.
+    pub published_unmarked: u64,
 }
 
 /// The numbers of one run.
@@ -86,32 +86,61 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// A queue for the run, owned by the consumer's connection.
+/// A fanout exchange for the run into the consumer's queue and a witness queue that nobody
+/// consumes: its length counts every message the broker took, re-sends included. All owned
+/// by the consumer's connection.
 pub struct Broker {
     conn: Connection,
-    pub queue: String,
+    admin: Channel,
+    pub exchange: String,
+    queue: String,
+    witness: String,
 }
 
 impl Broker {
     pub async fn new(prefix: &str) -> Self {
         let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
-        let ch = conn.open_channel().await.unwrap();
-        let queue = unique(prefix);
+        let admin = conn.open_channel().await.unwrap();
+        let (exchange, queue, witness) = (unique(prefix), unique(prefix), unique(&format!("{prefix}-witness")));
+        let auto_delete = ExchangeDeclareOptions { auto_delete: true, ..Default::default() };
+        admin.exchange_declare(&exchange, "fanout", auto_delete, &FieldTable::new()).await.unwrap();
         let exclusive = QueueDeclareOptions { exclusive: true, ..Default::default() };
-        ch.queue_declare(&queue, exclusive, &FieldTable::new()).await.unwrap();
-        Broker { conn, queue }
+        for q in [&queue, &witness] {
+            admin.queue_declare(q, exclusive, &FieldTable::new()).await.unwrap();
+            admin.queue_bind(q, &exchange, "", false, &FieldTable::new()).await.unwrap();
+        }
+        Broker { conn, admin, exchange, queue, witness }
     }
 
-    async fn ready(&self) -> u32 {
-        let ch = self.conn.open_channel().await.unwrap();
+    async fn ready(&self, queue: &str) -> u64 {
         let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-        let n = ch.queue_declare(&self.queue, passive, &FieldTable::new()).await.unwrap().message_count;
-        ch.close().await.unwrap();
-        n
+        self.admin.queue_declare(queue, passive, &FieldTable::new()).await.unwrap().message_count.into()
+    }
+
+    /// Messages the broker took so far, re-sends included, less the rows marked sent: it
+    /// grows when a relay publishes and drops back when it marks.
+    async fn published_beyond_sent<S: OutboxStore>(&self, observer: &S) -> (i64, u64) {
+        let sent = observer.counts().await.unwrap().sent;
+        (self.ready(&self.witness).await as i64 - sent as i64, sent)
+    }
+
+    /// The same once a killed relay's last publishes have all reached the witness queue (the
+    /// broker routes them after its channel is gone): two reads 50 ms apart agree.
+    async fn settled_beyond_sent<S: OutboxStore>(&self, observer: &S) -> (i64, u64) {
+        let mut last = self.published_beyond_sent(observer).await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.published_beyond_sent(observer).await;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// Runs the scenario: `kills` relays are started over stores from `open_store`, each
-    /// killed at a seeded point while it has rows claimed and unmarked, then a last relay
+    /// killed once the outbox has `sent` a seeded random number of rows and the relay has
+    /// published rows it has not marked yet (the witness queue says so), then a last relay
     /// finishes the outbox; the consumer processes through `dedup`. `producer` enqueues the
     /// messages (in business transactions) and yields their ids; the relays start once it is done.
     pub async fn relay_killed_and_restarted<S, F, Fut, D>(
@@ -147,15 +176,21 @@ impl Broker {
         points.sort_unstable();
         let mut record = Vec::new();
         for point in points {
+            // No relay runs here, so this is what earlier relays and re-sends left.
+            let (baseline, _) = self.settled_beyond_sent(&observer).await;
             let relay = start_relay(open_store().await, config).await;
             wait_until(&observer, |c| c.sent >= point).await;
-            // Kill only while rows are claimed and unmarked: the point lies below the number of
-            // messages, so the relay has rows left to claim, publish and mark.
-            wait_until(&observer, |c| c.unconfirmed > 0).await;
-            tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
-            let after_sent = observer.counts().await.unwrap().sent;
+            // Kill only between publish and mark: this relay has published rows it has not
+            // marked yet. The point lies below the number of messages, so that comes.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.published_beyond_sent(&observer).await.0 <= baseline {
+                assert!(Instant::now() < deadline, "the relay never published beyond what it marked");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             relay.kill().await;
-            record.push(Kill { after_sent, left: observer.counts().await.unwrap() });
+            let (beyond, after_sent) = self.settled_beyond_sent(&observer).await;
+            let published_unmarked = u64::try_from(beyond - baseline).unwrap_or(0);
+            record.push(Kill { after_sent, published_unmarked });
         }
 
         let last = start_relay(open_store().await, config).await;
@@ -200,7 +235,9 @@ impl Broker {
             };
             if deliveries != last.0 {
                 last = (deliveries, Instant::now());
-            } else if processed == messages && last.1.elapsed() > Duration::from_millis(500) && self.ready().await == 0
+            } else if processed == messages
+                && last.1.elapsed() > Duration::from_millis(500)
+                && self.ready(&self.queue).await == 0
             {
                 return;
             }
@@ -284,9 +321,12 @@ pub fn assert_exactly_once(outcome: &Outcome, ids: &[String], tally: &Tally, mes
     for id in ids {
         assert_eq!(tally.processed.get(id), Some(&1), "{id} processed exactly once");
     }
+    // A kill can still land just after a mark (the relay marks between the check and the
+    // abort): about one in twenty did in measured runs. Most must land in the window.
+    let in_window = outcome.kills.iter().filter(|k| k.published_unmarked > 0).count();
     assert!(
-        outcome.kills.iter().any(|k| k.left.unconfirmed > 0),
-        "some kill left rows published or claimed but unmarked: {:?}",
+        in_window * 2 >= outcome.kills.len(),
+        "most kills fell between a publish and its mark: {:?}",
         outcome.kills
     );
     assert!(outcome.duplicates > 0, "re-sent rows reached the consumer and were recognised: {outcome:?}");
