@@ -18,7 +18,7 @@ use mq_patterns::dedup::IdempotentConsumer;
 use mq_patterns::dedup::sqlite::SqliteStore;
 use mq_patterns::outbox::sqlite::SqliteOutbox;
 use mq_patterns::outbox::{OutboxCounts, OutboxMessage, OutboxStore, Relay, RelayConfig, RelayError, StoreError};
-use outbox_scenario::{Broker, assert_exactly_once, unique, uri};
+use outbox_scenario::{Broker, Run, assert_exactly_once, unique, uri};
 use rusqlite::ErrorCode;
 
 /// A database file in the temp directory, removed (with its WAL files) when dropped.
@@ -99,13 +99,16 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
     };
     let open = || async { SqliteOutbox::open(&db.0).unwrap() };
     // The consuming service's own database, where the idempotent consumer records each id.
+    // One consumer: the SQLite store has one connection, so more would only wait on it.
     let processed_db = TempDb::new();
     let dedup = IdempotentConsumer::new(SqliteStore::open(&processed_db.0).await.unwrap());
 
-    let (outcome, ids, tally) = broker.relay_killed_and_restarted(open, producer, MESSAGES, KILLS, seed, dedup).await;
+    let (outcome, ids, tally) = broker
+        .relay_killed_and_restarted(open, producer, dedup, Run { messages: MESSAGES, kills: KILLS, seed, workers: 1 })
+        .await;
 
     println!(
-        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {:.2?}",
+        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {} requeued while another consumer held the id, {:.2?}",
         outcome.kills.len(),
         outcome
             .kills
@@ -115,6 +118,7 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
             .join(" "),
         outcome.deliveries,
         outcome.duplicates,
+        outcome.requeued,
         outcome.elapsed,
     );
     assert_exactly_once(&outcome, &ids, &tally, MESSAGES);

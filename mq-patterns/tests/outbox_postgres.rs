@@ -16,7 +16,7 @@ use mq_patterns::dedup::IdempotentConsumer;
 use mq_patterns::dedup::postgres::PostgresStore;
 use mq_patterns::outbox::postgres::PostgresOutbox;
 use mq_patterns::outbox::{OutboxCounts, OutboxMessage, OutboxStore, Relay, RelayConfig, RelayError, StoreError};
-use outbox_scenario::{Broker, assert_exactly_once, unique, uri};
+use outbox_scenario::{Broker, Run, assert_exactly_once, unique, uri};
 use tokio_postgres::{Client, NoTls};
 
 fn base_params() -> String {
@@ -93,12 +93,15 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
         let params = schema.params.clone();
         async move { PostgresOutbox::connect(&params).await.unwrap() }
     };
+    // Four consumers share the store's connection pool, as workers of one service would.
     let dedup = IdempotentConsumer::new(PostgresStore::connect(&schema.params, "processed").await.unwrap());
 
-    let (outcome, ids, tally) = broker.relay_killed_and_restarted(open, producer, MESSAGES, KILLS, seed, dedup).await;
+    let (outcome, ids, tally) = broker
+        .relay_killed_and_restarted(open, producer, dedup, Run { messages: MESSAGES, kills: KILLS, seed, workers: 4 })
+        .await;
 
     println!(
-        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {:.2?}",
+        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {} requeued while another consumer held the id, {:.2?}",
         outcome.kills.len(),
         outcome
             .kills
@@ -108,6 +111,7 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
             .join(" "),
         outcome.deliveries,
         outcome.duplicates,
+        outcome.requeued,
         outcome.elapsed,
     );
     assert_exactly_once(&outcome, &ids, &tally, MESSAGES);
