@@ -7,7 +7,9 @@
 //! only then acks. A crash anywhere before the commit leaves no record (the transaction rolls
 //! back, the broker redelivers, the message is processed again as if for the first time);
 //! a crash after the commit and before the ack leaves the record, so the redelivery is
-//! recognised and only acked.
+//! recognised and only acked. Nothing is dropped silently: a delivery without a `message-id`
+//! is dead-lettered or left unacked ([`MissingIdPolicy`]), and a failing store or handler
+//! requeues it; each case returns a typed [`DedupError`].
 //!
 //! The guarantee: a message whose id the store holds is never handed to the handler again,
 //! and no message is acked before its id is recorded. With a durable store (`sqlite::SqliteStore`,
@@ -69,8 +71,10 @@ pub enum Begun<T> {
     Fresh(T),
     /// Processed before: ack it, do not process it.
     AlreadyProcessed,
-    /// Another handler is processing the same id right now: requeue it, so that it comes back
-    /// when that one has committed (and is then recognised) or failed (and is processed).
+    /// Another handler of the same store is processing the same id right now: requeue it. It
+    /// comes back (possibly more than once while that handler runs) until that one has
+    /// committed (it is then recognised) or failed (it is then processed). Only the in-memory
+    /// store answers this; the SQL stores make the second begin wait instead.
     InProgress,
 }
 

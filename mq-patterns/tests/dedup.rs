@@ -202,6 +202,64 @@ async fn a_failing_handler_requeues_and_records_nothing() {
     s.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_duplicate_in_progress_elsewhere_is_requeued_then_recognised() {
+    let s = Setup::new().await;
+    let id = unique("twice");
+    s.publish(Some(&id), "copy 1").await;
+    s.publish(Some(&id), "copy 2").await;
+    let dedup = IdempotentConsumer::new(MemoryStore::default());
+    let (_ch, mut consumer) = s.consume().await;
+    let (one, two) = (next(&mut consumer).await, next(&mut consumer).await);
+    // The first copy's handler runs until the second copy has been dealt with.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let first = dedup.handle(&one, move |_, _| {
+        Box::pin(async move {
+            released.await.ok();
+            Ok(())
+        })
+    });
+    let second = async {
+        let outcome = dedup.handle(&two, |_, _| Box::pin(async { Ok(()) })).await;
+        release.send(()).unwrap();
+        outcome
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), Handled::Processed);
+    assert_eq!(second.unwrap(), Handled::Requeued);
+    let again = next(&mut consumer).await;
+    assert!(again.redelivered());
+    assert_eq!(&again.body()[..], b"copy 2");
+    let outcome = dedup.handle(&again, |_, _| Box::pin(async { Ok(()) })).await.unwrap();
+    assert_eq!(outcome, Handled::Duplicate);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn run_handles_deliveries_until_the_first_error() {
+    let s = Setup::new().await;
+    let id = unique("before-the-bad-one");
+    s.publish(Some(&id), "good").await;
+    s.publish(None, "bad").await;
+    let dedup = IdempotentConsumer::new(MemoryStore::default());
+    let (_ch, mut consumer) = s.consume().await;
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = runs.clone();
+    let run = dedup.run(&mut consumer, move |_, _| {
+        let counter = counter.clone();
+        Box::pin(async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap_err();
+    assert!(matches!(err, DedupError::MissingMessageId { .. }), "unexpected: {err:?}");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(dedup.store().contains(&id));
+    s.wait_ready(&s.dead, 1).await;
+    s.cleanup().await;
+}
+
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Handles one delivery whose store is down (or busy): a typed store error, and the message
 /// is requeued, not acked and not dead-lettered.
@@ -329,6 +387,35 @@ mod postgres {
         }
         assert_eq!(reopened.purge_older_than(Duration::ZERO).await.unwrap(), 3);
         assert!(!reopened.contains(&ids[0]).await.unwrap());
+        drop_table(&table).await;
+    }
+
+    /// Two consumers sharing the database: the second begin of an id waits for the first
+    /// transaction, then finds the id recorded (commit) or takes it over (rollback).
+    #[tokio::test]
+    async fn a_concurrent_begin_of_the_same_id_waits_for_the_first_transaction() {
+        use mq_patterns::dedup::{Begun, Transaction};
+        let table = unique_table("dedup_race");
+        let store = PostgresStore::connect(&params(), &table).await.unwrap();
+        let other = PostgresStore::connect(&params(), &table).await.unwrap();
+        for commit in [true, false] {
+            let id = unique("race");
+            let Begun::Fresh(tx) = store.begin(&id).await.unwrap() else { panic!("{id} is new") };
+            let waiting = {
+                let (other, id) = (other.clone(), id.clone());
+                tokio::spawn(async move { other.begin(&id).await.map(|b| matches!(b, Begun::AlreadyProcessed)) })
+            };
+            // Lower bound only: it is still waiting on the row lock after a while.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!waiting.is_finished(), "the second begin did not wait for the first transaction");
+            if commit {
+                tx.commit().await.unwrap();
+            } else {
+                drop(tx);
+            }
+            let found_recorded = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+            assert_eq!(found_recorded.unwrap(), commit);
+        }
         drop_table(&table).await;
     }
 

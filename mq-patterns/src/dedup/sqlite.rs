@@ -144,7 +144,8 @@ impl DedupStore for SqliteStore {
 }
 
 /// An open SQLite transaction that has recorded one id; the handler writes through it. It
-/// holds the store's connection until it commits or is dropped (which rolls it back).
+/// holds the store's connection until it commits or is dropped (which rolls it back), so a
+/// handler must not call the store's other methods (they would wait for it forever).
 #[derive(Debug)]
 pub struct SqliteTx {
     /// `None` once a blocking call that held it failed: the transaction is then lost.
