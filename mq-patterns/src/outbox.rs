@@ -10,10 +10,12 @@
 //! The guarantee: every committed business change reaches the broker at least once (a rolled
 //! back transaction takes its message with it, and a committed one is retried until confirmed),
 //! each time with the same `message-id`, stamped at enqueue. Together with the idempotent
-//! consumer (`dedup`), which records each processed id, every message is processed exactly
-//! once. Not guaranteed: order across relays or across re-sends (a swept row is published
-//! after younger ones), nor latency: a message waits up to the relay's poll interval, and a
-//! re-send up to the sweep threshold. Uses only `amqp-client`'s public API.
+//! consumer ([`crate::dedup`]), which records each processed id, every message is processed
+//! exactly once. Not guaranteed: order across relays or across re-sends (a swept row is
+//! published after younger ones), nor latency: a message waits up to the relay's poll
+//! interval, and a re-send up to the sweep threshold. A row the broker refuses (unroutable,
+//! or nacked every attempt) is not dropped: it stays unmarked, the sweep tries it again, and
+//! each pass reports it ([`PassReport::refused`]). Uses only `amqp-client`'s public API.
 //!
 //! ```text
 //!   enqueue (in the app's tx)      claim (relay)              confirm + mark (relay)
