@@ -29,6 +29,6 @@ fi
 cargo test --workspace --exclude benches "${features[@]}" --doc
 
 # The patterns' examples run against the broker, as a user would run them.
-for example in dead_letter confirms delayed ordering manual_ack idempotent recovery; do
+for example in dead_letter confirms delayed ordering manual_ack idempotent outbox recovery; do
   cargo run -q -p mq-patterns "${features[@]}" --example "$example"
 done

@@ -11,6 +11,7 @@
 //! | Dead-lettering | [`dead_letter`] | rejected, expired and overflowing messages go to a dead-letter exchange, with a typed `x-death` | confirms of the dead-lettering itself | `dead_letter` |
 //! | Delayed delivery | [`delay`] | never before its delay; no head-of-line blocking; the plugin detected, else a TTL ladder | exact timing; order across delays | `delayed` |
 //! | De-duplication | [`dedup`] | a `message-id` is processed once: recorded in the handler's transaction, acked after | exactly-once for effects outside the store's transaction | `idempotent` |
+//! | Outbox | [`outbox`] | a message committed with its business change is published (with confirms) at least once, by a relay that marks it sent after the ack and a sweep that re-sends what stayed unmarked | order across relays; latency below the relay's poll interval | `outbox` |
 //! | Ordering | [`ordering`] | per-key order through single active consumers, consistent-hash partitions and a per-key serial executor | order across keys or publishers | `ordering` |
 //! | Recovery | [`recovery`] | reconnects and restores topology, QoS and consumers; unconfirmed publishes re-sent in order with their first `message-id` | exactly-once (a re-send may duplicate: pair with `dedup`) | `recovery` |
 //!
@@ -23,6 +24,7 @@ pub mod dedup;
 pub mod delay;
 mod message_id;
 pub mod ordering;
+pub mod outbox;
 pub mod prefetch;
 pub mod pull;
 pub mod recovery;
