@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amqp_client::api::{BasicPublishOptions, Channel, Connection, Delivery, QueueDeclareOptions, QueueDeleteOptions};
+use amqp_client::api::{BasicPublishOptions, Channel, Delivery, QueueDeclareOptions, QueueDeleteOptions};
 use amqp_client::codec::{BasicProperties, FieldTable, Table};
 use mq_patterns::ack::{
     AckError, AckingConsumer, Action, AttemptError, DELIVERY_COUNT_HEADER, DeclareError, FailurePolicy, HandlerError,
@@ -19,21 +19,8 @@ use mq_patterns::ack::{
 use mq_patterns::dead_letter::{DeadLettering, DeathReason, XDeathError, declare_dead_letter_target, x_death};
 use tokio::sync::mpsc;
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("ack-{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-async fn connect() -> (Connection, Channel) {
-    let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
-    let ch = conn.open_channel().await.unwrap();
-    (conn, ch)
-}
+mod support;
+use support::{connect, unique};
 
 fn exclusive() -> QueueDeclareOptions {
     QueueDeclareOptions { exclusive: true, ..Default::default() }

@@ -9,10 +9,8 @@ use amqp_client::api::{Connection, QueueDeclareOptions, QueueDeleteOptions};
 use amqp_client::codec::{BasicProperties, FieldTable, ReplyCode};
 use mq_patterns::confirms::{ConfirmingPublisher, PublishError, RetryPolicy};
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
+mod support;
+use support::uri;
 
 fn fast_retry(attempts: u32) -> RetryPolicy {
     RetryPolicy { attempts, backoff: Duration::from_millis(20), max_backoff: Duration::from_millis(100) }

@@ -9,16 +9,8 @@ use amqp_client::api::{BasicPublishOptions, Channel, Connection, Delivery, Queue
 use amqp_client::codec::BasicProperties;
 use mq_patterns::dead_letter::{DeadLettering, DeathReason, Overflow, declare_dead_letter_target, x_death};
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
+mod support;
+use support::{unique, uri};
 
 /// A work queue dead-lettering (with `configure`) into a fresh DLX and dead-letter queue.
 struct Setup {

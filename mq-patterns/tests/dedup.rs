@@ -14,16 +14,8 @@ use amqp_client::codec::{BasicProperties, FieldTable};
 use mq_patterns::dead_letter::{DeadLettering, declare_dead_letter_target};
 use mq_patterns::dedup::{BoxError, DedupError, DedupStore, Handled, IdempotentConsumer, MemoryStore, MissingIdPolicy};
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
+mod support;
+use support::{unique, uri};
 
 /// A work queue that dead-letters into its own DLX and dead-letter queue.
 struct Setup {

@@ -24,6 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+mod support;
+use support::unique;
+
 const KILLS: u32 = 1_000;
 /// Messages are published in batches of this many, whenever fewer than `REFILL_BELOW` wait
 /// to be processed: every round has fresh work to be killed in.
@@ -33,11 +36,6 @@ const PREFETCH: u16 = 10;
 
 fn broker_addr() -> String {
     std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// SplitMix64: a small seeded generator, so a failing run can be replayed.

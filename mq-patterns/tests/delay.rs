@@ -13,22 +13,8 @@ use amqp_client::api::{
 use amqp_client::codec::{BasicProperties, FieldTable};
 use mq_patterns::delay::{DelayError, DelaySupport, DelayedExchange, DelayedPublisher, detect};
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-async fn connect() -> (Connection, Channel) {
-    let conn = Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)");
-    let ch = conn.open_channel().await.unwrap();
-    (conn, ch)
-}
+mod support;
+use support::{connect, unique, uri};
 
 /// A fallback publisher on a fresh exchange (transient, since the test deletes it) with an
 /// exclusive queue bound to it by `key`, consumed.

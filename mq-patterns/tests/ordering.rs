@@ -16,16 +16,8 @@ use mq_patterns::ordering::partitioned::Partitions;
 use mq_patterns::ordering::serial::{OnFailure, SerialError, SerialExecutor};
 use mq_patterns::ordering::single_active::{consume_single_active, declare_single_active_queue};
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::AtomicU32;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
+mod support;
+use support::{unique, uri};
 
 async fn connect() -> Connection {
     Connection::connect(&uri()).await.expect("RabbitMQ must be running (scripts/rabbitmq.sh)")

@@ -10,15 +10,13 @@ use amqp_client::api::{BasicPublishOptions, Channel, Connection, Consumer, Deliv
 use amqp_client::codec::{BasicProperties, FieldTable};
 use mq_patterns::prefetch::Prefetch;
 
+mod support;
+use support::uri;
+
 const MESSAGES: u32 = 20;
 /// How long no further delivery may arrive once the limit is reached. A violation shows up
 /// well within it; a pass does not depend on it.
 const QUIET: Duration = Duration::from_secs(1);
-
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
 
 /// A connection, a channel, and an exclusive queue holding `MESSAGES` messages.
 async fn filled_queue() -> (Connection, Channel, String) {

@@ -8,10 +8,8 @@ use amqp_client::api::{BasicPublishOptions, Connection, QueueDeclareOptions, Que
 use amqp_client::codec::{BasicProperties, FieldTable};
 use mq_patterns::pull::pull_batch;
 
-fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-    format!("amqp://guest:guest@{addr}/%2f")
-}
+mod support;
+use support::uri;
 
 #[tokio::test]
 async fn a_batch_stops_at_its_size_or_at_get_empty_and_unacked_pulls_come_back() {
