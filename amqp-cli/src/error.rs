@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use amqp_client::api::Error as AmqpError;
 use amqp_client::api::uri::UriError;
+use mq_patterns::recovery::RecoveryError;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -27,6 +28,13 @@ pub enum CliError {
         action: Action,
         /// The client's error.
         error: AmqpError,
+    },
+    /// A recovering connection (`perf --recover`) gave up, or a call on it waited too long.
+    Recovery {
+        /// What the command was doing.
+        action: Action,
+        /// Recovery's error.
+        error: RecoveryError,
     },
     /// The broker nacked a publish: it could not take the message.
     Nacked {
@@ -81,6 +89,8 @@ pub enum CliError {
 /// What the CLI was doing when the broker or the connection said no.
 #[derive(Debug, Clone)]
 pub enum Action {
+    /// Connecting (a recovering connection's first connect).
+    Connect,
     /// channel.open.
     OpenChannel,
     /// confirm.select.
@@ -123,6 +133,16 @@ pub trait Doing<T> {
 impl<T> Doing<T> for Result<T, AmqpError> {
     fn doing(self, action: impl FnOnce() -> Action) -> Result<T, CliError> {
         self.map_err(|error| CliError::Broker { action: action(), error })
+    }
+}
+
+impl<T> Doing<T> for Result<T, RecoveryError> {
+    fn doing(self, action: impl FnOnce() -> Action) -> Result<T, CliError> {
+        self.map_err(|error| match error {
+            // The client's own errors read as they do without recovery.
+            RecoveryError::Client(error) => CliError::Broker { action: action(), error },
+            error => CliError::Recovery { action: action(), error },
+        })
     }
 }
 

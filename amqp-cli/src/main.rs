@@ -13,21 +13,21 @@ use std::process::ExitCode;
 
 use amqp_client::api::Error as AmqpError;
 use amqp_client::core::error::{ChannelError, ConnectionError};
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
 
-use crate::connect::Broker;
+use crate::connect::{Broker, DEFAULT_URI};
 use crate::error::{Action, CliError, os_reason};
-
-const DEFAULT_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A command line for RabbitMQ: publish, consume, get, declare, decode captured traffic, and
 /// measure throughput and latency like PerfTest.
 #[derive(Parser, Debug)]
 #[command(name = "amqp", version)]
 struct Cli {
-    /// The broker, as amqp://user:password@host:port/vhost (a vhost "/" is written %2f).
-    #[arg(long, global = true, env = "AMQP_URI", default_value = DEFAULT_URI, hide_env_values = true)]
-    uri: String,
+    /// The broker, as amqp://user:password@host:port/vhost (a vhost "/" is written %2f). Repeat
+    /// it for failover: a connection goes to the first broker that answers, in the order given,
+    /// and with `perf --recover` a lost connection comes back on the next one in turn.
+    #[arg(long, global = true, env = "AMQP_URI", default_value = DEFAULT_URI, hide_env_values = true, action = ArgAction::Append)]
+    uri: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +94,7 @@ fn sentence(error: &CliError) -> String {
         CliError::Uri(e) => format!("the broker URI (--uri or AMQP_URI) is not valid: {e}"),
         CliError::Connect { endpoint, user, error } => connect_failure(endpoint, user, error),
         CliError::Broker { action, error } => format!("cannot {}: {}", doing(action), broker_failure(error)),
+        CliError::Recovery { action, error } => format!("cannot {}: {error}", doing(action)),
         CliError::Nacked { exchange, routing_key } => format!(
             "the broker refused (nacked) the message published to {} with routing key {routing_key:?}",
             exchange_name(exchange)
@@ -159,6 +160,7 @@ fn broker_failure(error: &AmqpError) -> String {
 
 fn doing(action: &Action) -> String {
     match action {
+        Action::Connect => "connect".to_owned(),
         Action::OpenChannel => "open a channel".to_owned(),
         Action::ConfirmSelect => "turn on publisher confirms".to_owned(),
         Action::Qos => "set the prefetch".to_owned(),

@@ -152,7 +152,7 @@ impl Printer<'_> {
             End::Done | End::Interrupted => Ok(()),
             // The stream ends when the channel closes (say why) or the broker cancels the consumer.
             End::ConsumerEnded => match self.channel.close_reason() {
-                Some(error) => Err(error.into()).doing(action),
+                Some(error) => Err::<(), amqp_client::Error>(error.into()).doing(action),
                 None => Err(CliError::ConsumerCancelled { queue: args.queue.clone() }),
             },
         }

@@ -1,5 +1,8 @@
 //! `amqp perf`: the core of RabbitMQ's PerfTest. N producers and M consumers, each on its own
 //! connection, through one queue; a line a second and a summary (text or JSON), and `--plot`.
+//! With `--recover` the connections recover by themselves (mq-patterns' recovery); with
+//! `--verify` every message is accounted for (lost, duplicated, reordered: see `verify.rs`),
+//! after a final drain that waits until the queue is empty and the deliveries have stopped.
 //!
 //! Why a connection each: this client runs one driver task per connection, and every publish
 //! and delivery of that connection passes through it. Producers sharing a connection would
@@ -9,12 +12,14 @@
 
 mod body;
 mod consumer;
+mod link;
 pub(crate) mod meter;
 mod plot;
 mod producer;
 mod report;
 mod sampler;
 mod stop;
+mod verify;
 
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -26,17 +31,20 @@ use amqp_client::api::{Channel, Connection, QueueDeclareOptions, QueueDeleteOpti
 use amqp_client::core::error::ChannelError;
 use amqp_codec::{FieldTable, FieldValue, ReplyCode};
 use clap::{Args, ValueEnum, value_parser};
+use mq_patterns::recovery::RecoveryStats;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
 use self::body::{Clock, STAMP_LEN};
 use self::consumer::ConsumerPlan;
+use self::link::{Link, PerfChannel};
 use self::meter::{ConsumerMeter, Meters, ProducerMeter};
-use self::producer::ProducerPlan;
+use self::producer::{ProducerPlan, Worker};
 use self::report::{Settings, Summary};
 use self::sampler::{Goal, Sampler};
 use self::stop::Stop;
-use crate::connect::{Broker, close};
+use self::verify::Verifier;
+use crate::connect::Broker;
 use crate::error::{Action, CliError, Doing};
 
 /// How long producers may take, once told to stop, to collect their outstanding confirms.
@@ -52,6 +60,10 @@ const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 const MIN_CONSUMER_BUFFER: usize = 256;
 /// The consumer buffer when nothing bounds the deliveries in flight (autoack or prefetch 0).
 const UNBOUNDED_CONSUMER_BUFFER: usize = 4096;
+/// With `--verify`, the drain ends once the queue is empty and no delivery came for this long.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// How often the drain asks the broker how many messages the queue still holds.
+const DEPTH_POLL: Duration = Duration::from_millis(250);
 
 /// Arguments of `amqp perf`.
 #[derive(Args, Debug)]
@@ -62,7 +74,7 @@ pub struct PerfArgs {
     /// Consumers, each on its own connection (0: publish only).
     #[arg(short = 'y', long, default_value_t = 1)]
     consumers: u16,
-    /// Body size in bytes; the first 16 carry the send time and a sequence number.
+    /// Body size in bytes; the first 16 carry the send time, the producer and its sequence number.
     #[arg(short = 's', long, default_value_t = 128, value_parser = value_parser!(u32).range(STAMP_LEN as i64..))]
     size: u32,
     /// At most this many messages a second, per producer.
@@ -96,6 +108,23 @@ pub struct PerfArgs {
     /// Use this queue, and keep it [default: a new queue, deleted at the end]
     #[arg(short = 'u', long, value_name = "NAME")]
     queue: Option<String>,
+    /// Recovering connections (mq-patterns' recovery) for the producers, the consumers and the
+    /// setup: a lost connection comes back by itself, on the next --uri in turn, with its
+    /// channel, QoS, confirm mode and consumer, and the unconfirmed publishes are sent again.
+    /// Without --confirm, publishes in flight when a connection is lost may be lost.
+    #[arg(long)]
+    recover: bool,
+    /// Account for every message by its producer and sequence number, and report: lost (confirmed
+    /// with --confirm, else sent, but never received), duplicated (receipts beyond the first),
+    /// reordered (first receipts below a later one already received by the same consumer from
+    /// the same producer). At the end the consumers drain until the queue is empty and nothing
+    /// has arrived for a second, for at most --drain. Expects a queue holding only this run's
+    /// messages.
+    #[arg(long)]
+    verify: bool,
+    /// The longest final drain of a --verify run.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", value_name = "DURATION")]
+    drain: Duration,
 }
 
 /// Queue types perf measures (a stream queue needs offsets and manual acks: not here).
@@ -123,29 +152,34 @@ pub async fn run(broker: &Broker, args: PerfArgs) -> Result<(), CliError> {
         std::fs::File::create(path)
             .map_err(|e| CliError::Plot { path: path.clone(), reason: crate::error::os_reason(&e.to_string()) })?;
     }
-    let setup = broker.connect("perf setup").await?;
+    // With --recover the setup connection recovers too, so that the drain can watch the queue
+    // and the clean-up can delete it after the connections were cut.
+    let setup = Link::open(broker, "perf setup", None, args.recover).await?;
     let (queue, ours) = match &args.queue {
         Some(name) => {
-            ensure_queue(&setup, name, args.queue_type).await?;
+            ensure_queue(&setup.connection().await?, name, args.queue_type).await?;
             (name.clone(), false)
         }
         None => {
             let name = unique_queue_name();
-            let channel = setup.open_channel().await.doing(|| Action::OpenChannel)?;
+            let channel = setup.connection().await?.open_channel().await.doing(|| Action::OpenChannel)?;
             declare(&channel, &name, args.queue_type).await?;
             (name, true)
         }
     };
-    let measured = measure(broker, &args, &queue).await;
+    let measured = measure(broker, &args, &queue, &setup).await;
     if ours {
-        let deleted = delete(&setup, &queue).await;
+        let deleted = match setup.connection().await {
+            Ok(conn) => delete(&conn, &queue).await,
+            Err(error) => Err(error),
+        };
         // The run's own failure says more than a failed clean-up after it.
         if measured.is_ok() {
             deleted?;
         }
     }
     let summary = measured?;
-    close(&setup).await?;
+    setup.close().await?;
     report(&args, &summary)
 }
 
@@ -206,22 +240,38 @@ fn unique_queue_name() -> String {
     format!("amqp-perf-{}-{nanos:09}", std::process::id())
 }
 
+/// Messages ready in the queue, asked on the setup connection; `None` if it cannot say now
+/// (its connection is recovering).
+async fn queue_depth(setup: &Link, queue: &str) -> Option<u32> {
+    let conn = setup.current()?;
+    let ask = async {
+        let channel = conn.open_channel().await.ok()?;
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let info = channel.queue_declare(queue, passive, &FieldTable::new()).await.ok()?;
+        let _ = channel.close().await;
+        Some(info.message_count)
+    };
+    tokio::time::timeout(DEPTH_POLL * 4, ask).await.ok().flatten()
+}
+
 /// The workers and the phases of a run: publish, collect confirms, let consumers catch up,
 /// cancel consumers.
-async fn measure(broker: &Broker, args: &PerfArgs, queue: &str) -> Result<Summary, CliError> {
+async fn measure(broker: &Broker, args: &PerfArgs, queue: &str, setup: &Link) -> Result<Summary, CliError> {
     let clock = Clock::start();
     let mut meters = Meters::default();
-    let mut consumers = start_consumers(broker, args, queue, clock, &mut meters).await?;
+    let verifier = args.verify.then(|| Arc::new(Verifier::new(args.producers)));
+    let mut consumers = start_consumers(broker, args, queue, clock, &mut meters, verifier.clone()).await?;
     // Connect every producer before any publishes, so that setup is not measured.
     let mut producer_conns = Vec::new();
     for i in 0..args.producers {
-        producer_conns.push(broker.connect(&format!("perf producer {i}")).await?);
+        producer_conns.push(Link::open(broker, &format!("perf producer {i}"), None, args.recover).await?);
     }
     let plan = Arc::new(ProducerPlan {
         queue: queue.to_owned(),
         size: args.size as usize,
         rate: args.rate,
         window: args.confirm.map(NonZeroU32::get),
+        verifier: verifier.clone(),
     });
     let goal = match (args.count, args.duration) {
         (Some(n), _) => Goal::Count(n),
@@ -235,8 +285,10 @@ async fn measure(broker: &Broker, args: &PerfArgs, queue: &str) -> Result<Summar
         let quota = args.count.map(|n| share(n, args.producers, i));
         let meter = Arc::new(ProducerMeter::default());
         meters.producers.push(meter.clone());
+        // `i` < `args.producers`, a u16.
+        let worker = Worker { id: i as u16, meter };
         let (conn, plan, stop) = (conn.clone(), plan.clone(), stop.clone());
-        producers.spawn(async move { producer::run(&conn, plan, quota, meter, clock, stop).await });
+        producers.spawn(async move { producer::run(&conn, plan, quota, worker, clock, stop).await });
     }
 
     let mut run = Run { meters: &meters, sampler: &mut sampler, failure: None, interrupted: false, queue };
@@ -246,10 +298,15 @@ async fn measure(broker: &Broker, args: &PerfArgs, queue: &str) -> Result<Summar
     stop.stop();
     let send_end = run.sampler.started.elapsed();
     run.collect_confirms(&mut producers, &mut ctrl_c).await;
-    let receive_end = match args.consumers {
-        0 => send_end,
-        _ => run.catch_up(&mut consumers.tasks, args.duration.is_some(), send_end, &mut ctrl_c).await,
+    let receive_end = match (args.consumers, args.verify) {
+        (0, _) => send_end,
+        (_, true) => run.drain(&mut consumers.tasks, setup, args.drain, send_end, &mut ctrl_c).await,
+        (_, false) => run.catch_up(&mut consumers.tasks, args.duration.is_some(), send_end, &mut ctrl_c).await,
     };
+    let recovery = args.recover.then(|| {
+        let links = producer_conns.iter().chain(&consumers.conns).chain([setup]);
+        links.filter_map(Link::stats).fold(RecoveryStats::default(), add_stats)
+    });
     consumers.cancel(&mut run).await;
     for conn in &producer_conns {
         let _ = conn.close().await;
@@ -259,6 +316,7 @@ async fn measure(broker: &Broker, args: &PerfArgs, queue: &str) -> Result<Summar
     if let Some(failure) = failure {
         return Err(failure);
     }
+    let sent: Vec<u64> = meters.producers.iter().map(|p| p.sent.get()).collect();
     Ok(Summary {
         settings: settings(args, queue),
         totals: meters.totals(),
@@ -267,13 +325,24 @@ async fn measure(broker: &Broker, args: &PerfArgs, queue: &str) -> Result<Summar
         latency: sampler.total,
         seconds: sampler.seconds,
         interrupted,
+        verify: verifier.map(|v| v.verdict(&sent, args.confirm.is_some())),
+        recovery,
     })
+}
+
+fn add_stats(mut sum: RecoveryStats, s: RecoveryStats) -> RecoveryStats {
+    sum.disconnects += s.disconnects;
+    sum.attempts += s.attempts;
+    sum.recoveries += s.recoveries;
+    sum.failures += s.failures;
+    sum.republished += s.republished;
+    sum
 }
 
 /// The running consumers, and what it takes to end them.
 struct Consumers {
-    conns: Vec<Connection>,
-    cancels: Vec<(Channel, String)>,
+    conns: Vec<Link>,
+    cancels: Vec<(PerfChannel, String)>,
     tasks: Workers,
 }
 
@@ -284,8 +353,10 @@ async fn start_consumers(
     queue: &str,
     clock: Clock,
     meters: &mut Meters,
+    verifier: Option<Arc<Verifier>>,
 ) -> Result<Consumers, CliError> {
-    let plan = Arc::new(ConsumerPlan { queue: queue.to_owned(), prefetch: args.prefetch, autoack: args.autoack });
+    let plan =
+        Arc::new(ConsumerPlan { queue: queue.to_owned(), prefetch: args.prefetch, autoack: args.autoack, verifier });
     // The driver stops reading the socket when a consumer's buffer is full: let it hold
     // everything the prefetch lets the broker send.
     let buffer = if args.autoack || args.prefetch == 0 {
@@ -295,7 +366,7 @@ async fn start_consumers(
     };
     let mut consumers = Consumers { conns: Vec::new(), cancels: Vec::new(), tasks: JoinSet::new() };
     for i in 0..args.consumers {
-        let conn = broker.connect_with(&format!("perf consumer {i}"), Some(buffer)).await?;
+        let conn = Link::open(broker, &format!("perf consumer {i}"), Some(buffer), args.recover).await?;
         let started = consumer::start(&conn, &plan).await?;
         consumers.cancels.push((started.channel.clone(), started.tag.clone()));
         let meter = Arc::new(ConsumerMeter::new());
@@ -311,8 +382,7 @@ impl Consumers {
     /// Cancels every consumer, lets each ack what it holds, and closes their connections.
     async fn cancel(mut self, run: &mut Run<'_>) {
         for (channel, tag) in &self.cancels {
-            // A channel the broker already closed has no consumer left to cancel.
-            let _ = channel.basic_cancel(tag).await;
+            channel.cancel(tag).await;
         }
         run.join_consumers(&mut self.tasks).await;
         for conn in &self.conns {
@@ -332,6 +402,8 @@ fn settings(args: &PerfArgs, queue: &str) -> Settings {
         confirm: args.confirm.map(NonZeroU32::get),
         prefetch: args.prefetch,
         autoack: args.autoack,
+        recover: args.recover,
+        verify: args.verify,
     }
 }
 
@@ -457,6 +529,49 @@ impl Run<'_> {
                         break;
                     }
                 }
+                Some(joined) = consumers.join_next() => {
+                    self.failure = Some(flatten(joined).err().unwrap_or(CliError::ConsumerCancelled { queue: self.queue.to_owned() }));
+                }
+                _ = &mut *ctrl_c, if !self.interrupted => self.interrupted = true,
+            }
+        }
+        receive_end
+    }
+
+    /// With `--verify`: waits until the queue is empty and no delivery has come for
+    /// `DRAIN_QUIET`, or `limit` has passed, so that a message still on its way (re-sent after
+    /// a recovery, or requeued from a lost consumer) is not counted lost. Returns when the last
+    /// delivery was seen, as time since the start.
+    async fn drain(
+        &mut self,
+        consumers: &mut Workers,
+        setup: &Link,
+        limit: Duration,
+        send_end: Duration,
+        ctrl_c: &mut (impl Future<Output = std::io::Result<()>> + Unpin),
+    ) -> Duration {
+        let started = self.sampler.started;
+        let mut received = self.meters.totals().received;
+        let mut last_progress = Instant::now();
+        let mut receive_end = send_end.max(last_progress - started);
+        let give_up = tokio::time::sleep(limit);
+        tokio::pin!(give_up);
+        let mut poll = tokio::time::interval(DEPTH_POLL);
+        let mut ticks = self.sampler.ticks();
+        while self.failure.is_none() && !self.interrupted {
+            tokio::select! {
+                _ = ticks.tick() => self.sampler.sample(self.meters),
+                _ = poll.tick() => {
+                    let now = Instant::now();
+                    let latest = self.meters.totals().received;
+                    if latest > received {
+                        (received, last_progress, receive_end) = (latest, now, now - started);
+                    }
+                    if now - last_progress >= DRAIN_QUIET && queue_depth(setup, self.queue).await == Some(0) {
+                        break;
+                    }
+                }
+                _ = &mut give_up => break,
                 Some(joined) = consumers.join_next() => {
                     self.failure = Some(flatten(joined).err().unwrap_or(CliError::ConsumerCancelled { queue: self.queue.to_owned() }));
                 }

@@ -2,13 +2,25 @@
 //! output of a run with the checks every test makes (exit status, one-sentence errors).
 #![allow(dead_code)] // Each test file uses its own part of this module.
 
+pub mod proxy;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 /// The broker the tests talk to: `AMQP_TEST_ADDR`, or RabbitMQ's default port on loopback.
 pub fn uri() -> String {
-    let addr = std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".to_owned());
-    format!("amqp://guest:guest@{addr}/%2f")
+    format!("amqp://guest:guest@{}/%2f", broker_addr())
+}
+
+/// The broker's `host:port`.
+pub fn broker_addr() -> String {
+    std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".to_owned())
+}
+
+/// A loopback URI where nothing listens (a port just bound and released).
+pub fn dead_uri() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
 }
 
 /// A name no other test or run uses: `prefix`, the process id, a counter and the clock.

@@ -1,18 +1,18 @@
-//! One perf consumer on its own connection: reads each delivery's stamp for its latency and
-//! counts it. With manual acks it acks with `multiple` every half prefetch, and whenever it has
-//! caught up with the broker, so a slow trickle is acked at once and a flood in few frames.
-//! It runs until its consumer is cancelled (by the run, or by the broker).
+//! One perf consumer on its own connection: reads each delivery's stamp for its latency (and,
+//! with `--verify`, enters it in the ledger) and counts it. With manual acks it acks with
+//! `multiple` every half prefetch, and whenever it has caught up with the broker, so a slow
+//! trickle is acked at once and a flood in few frames. It runs until its consumer is
+//! cancelled (by the run, or by the broker); a recovering one goes on across connection losses.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 
-use amqp_client::api::{AckTag, BasicConsumeOptions, BasicQosOptions, Channel, Connection, Consumer, Delivery};
-use amqp_codec::FieldTable;
-use futures_core::Stream;
+use amqp_client::api::{AckTag, BasicConsumeOptions};
 
 use super::body::{Clock, read_stamp};
+use super::link::{Link, PerfChannel, PerfConsumer};
 use super::meter::ConsumerMeter;
-use crate::error::{Action, CliError, Doing};
+use super::verify::{ConsumerOrder, Verifier};
+use crate::error::CliError;
 
 /// Acks per frame when there is no prefetch to halve.
 const ACK_EVERY_UNLIMITED: u64 = 1000;
@@ -26,28 +26,29 @@ pub struct ConsumerPlan {
     pub prefetch: u16,
     /// Deliveries count as acked when sent.
     pub autoack: bool,
+    /// The ledger, with `--verify`.
+    pub verifier: Option<Arc<Verifier>>,
 }
 
 /// A registered consumer: the run cancels it through `channel` and `tag` to end it.
 #[derive(Debug)]
 pub struct Started {
     /// Its channel.
-    pub channel: Channel,
+    pub channel: PerfChannel,
     /// Its consumer tag.
     pub tag: String,
-    consumer: Consumer,
+    consumer: PerfConsumer,
 }
 
 /// Opens a channel, sets the prefetch and registers the consumer, so that it is in place
 /// before the first message is published.
-pub async fn start(conn: &Connection, plan: &ConsumerPlan) -> Result<Started, CliError> {
-    let action = || Action::Consume(plan.queue.clone());
-    let channel = conn.open_channel().await.doing(|| Action::OpenChannel)?;
+pub async fn start(conn: &Link, plan: &ConsumerPlan) -> Result<Started, CliError> {
+    let channel = conn.open_channel().await?;
     if !plan.autoack && plan.prefetch > 0 {
-        channel.basic_qos(plan.prefetch, BasicQosOptions::default()).await.doing(|| Action::Qos)?;
+        channel.qos(plan.prefetch).await?;
     }
     let options = BasicConsumeOptions { no_ack: plan.autoack, ..Default::default() };
-    let consumer = channel.basic_consume(&plan.queue, options, &FieldTable::new()).await.doing(action)?;
+    let consumer = channel.consume(&plan.queue, options).await?;
     Ok(Started { channel, tag: consumer.tag().to_owned(), consumer })
 }
 
@@ -67,23 +68,35 @@ pub async fn run(started: Started, plan: &ConsumerPlan, meter: &ConsumerMeter, c
         unacked: 0,
         last: None,
     };
+    let mut order = ConsumerOrder::default();
     loop {
-        let delivery = match ready(&mut consumer) {
-            Some(delivery) => delivery,
+        let got = match consumer.ready() {
+            Some(got) => got,
             None => {
                 // Caught up: ack what we hold before waiting, so the broker is never kept
                 // waiting on acks we could have sent.
                 acks.flush().await?;
-                consumer.next_delivery().await
+                consumer.next().await
             }
         };
-        let Some(delivery) = delivery else { break };
-        if let Some((sent_at, _)) = read_stamp(delivery.body()) {
-            meter.record_latency_ns(clock.now_ns().saturating_sub(sent_at));
+        let Some(got) = got else { break };
+        let delivery = got.delivery();
+        let stamp = read_stamp(delivery.body());
+        if let Some(stamp) = stamp {
+            meter.record_latency_ns(clock.now_ns().saturating_sub(stamp.sent_at_ns));
+        }
+        if let Some(verifier) = &plan.verifier {
+            match stamp {
+                Some(stamp) => verifier.receive(&mut order, stamp.producer, stamp.sequence),
+                None => verifier.receive_unstamped(),
+            }
         }
         meter.received.add(1);
+        if delivery.redelivered() {
+            meter.redelivered.add(1);
+        }
         if !plan.autoack {
-            acks.hold(&delivery).await?;
+            acks.hold(delivery.tag()).await?;
         }
     }
     acks.flush().await
@@ -91,7 +104,7 @@ pub async fn run(started: Started, plan: &ConsumerPlan, meter: &ConsumerMeter, c
 
 /// Deliveries received but not yet acked.
 struct Acks<'a> {
-    channel: &'a Channel,
+    channel: &'a PerfChannel,
     queue: &'a str,
     every: u64,
     unacked: u64,
@@ -99,9 +112,14 @@ struct Acks<'a> {
 }
 
 impl Acks<'_> {
-    async fn hold(&mut self, delivery: &Delivery) -> Result<(), CliError> {
+    async fn hold(&mut self, tag: AckTag) -> Result<(), CliError> {
+        // A delivery of a new connection (after a recovery): the held tags of the old one
+        // can no longer be acked, and the broker has requeued their deliveries.
+        if self.last.is_some_and(|last| last.generation != tag.generation) {
+            self.unacked = 0;
+        }
         self.unacked += 1;
-        self.last = Some(delivery.tag());
+        self.last = Some(tag);
         if self.unacked >= self.every { self.flush().await } else { Ok(()) }
     }
 
@@ -109,19 +127,8 @@ impl Acks<'_> {
     async fn flush(&mut self) -> Result<(), CliError> {
         if let Some(tag) = self.last.take() {
             self.unacked = 0;
-            self.channel.basic_ack(tag, true).await.doing(|| Action::Consume(self.queue.to_owned()))?;
+            self.channel.ack_up_to(tag, self.queue).await?;
         }
         Ok(())
-    }
-}
-
-/// The next delivery if one is already here, without waiting (`None` if none is).
-fn ready(consumer: &mut Consumer) -> Option<Option<Delivery>> {
-    // A no-op waker is enough: when nothing is ready the caller awaits next_delivery, which
-    // registers the task's real waker.
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(consumer).poll_next(&mut cx) {
-        Poll::Ready(delivery) => Some(delivery),
-        Poll::Pending => None,
     }
 }

@@ -37,6 +37,8 @@ pub struct ProducerMeter {
     pub confirmed: Counter,
     /// Nacked by the broker.
     pub nacked: Counter,
+    /// Acked after being sent again on a recovered connection (`--recover`).
+    pub resent: Counter,
 }
 
 /// One consumer's counts and the latencies it saw since the reporter last took them.
@@ -44,13 +46,19 @@ pub struct ProducerMeter {
 pub struct ConsumerMeter {
     /// Deliveries received.
     pub received: Counter,
+    /// Of them, flagged redelivered by the broker.
+    pub redelivered: Counter,
     latency: Mutex<Histogram<u64>>,
 }
 
 impl ConsumerMeter {
     /// An empty meter.
     pub fn new() -> Self {
-        ConsumerMeter { received: Counter::default(), latency: Mutex::new(histogram()) }
+        ConsumerMeter {
+            received: Counter::default(),
+            redelivered: Counter::default(),
+            latency: Mutex::new(histogram()),
+        }
     }
 
     /// Records one latency. The lock is the consumer's own and the reporter takes it once a
@@ -89,6 +97,10 @@ pub struct Totals {
     pub nacked: u64,
     /// Delivered to consumers.
     pub received: u64,
+    /// Confirmed after a re-send.
+    pub resent: u64,
+    /// Delivered flagged redelivered.
+    pub redelivered: u64,
 }
 
 impl Meters {
@@ -99,8 +111,10 @@ impl Meters {
             t.sent += p.sent.get();
             t.confirmed += p.confirmed.get();
             t.nacked += p.nacked.get();
+            t.resent += p.resent.get();
         }
         t.received = self.consumers.iter().map(|c| c.received.get()).sum();
+        t.redelivered = self.consumers.iter().map(|c| c.redelivered.get()).sum();
         t
     }
 

@@ -1,21 +1,22 @@
 //! One perf producer on its own connection: stamped bodies to the default exchange as fast as
 //! the rate limit, the confirm window and the broker allow. With confirms, a second task
 //! awaits each confirm in order and frees one window slot per verdict, so `confirmed` is
-//! counted as verdicts arrive, not only when the window is full.
+//! counted as verdicts arrive, not only when the window is full. With `--verify` each verdict
+//! is entered in the ledger under the message's sequence number.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use amqp_client::api::{BasicPublishOptions, Confirmation, Connection, PublishConfirm};
-use amqp_codec::BasicProperties;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::body::{BodyWriter, Clock};
+use super::link::{Link, PerfConfirm, Verdict};
 use super::meter::ProducerMeter;
 use super::stop::Stop;
-use crate::error::{Action, CliError, Doing};
+use super::verify::Verifier;
+use crate::error::CliError;
 
 /// What every producer does.
 #[derive(Debug, Clone)]
@@ -28,6 +29,17 @@ pub struct ProducerPlan {
     pub rate: Option<u32>,
     /// At most this many unconfirmed publishes, in confirm mode.
     pub window: Option<u32>,
+    /// The ledger, with `--verify`.
+    pub verifier: Option<Arc<Verifier>>,
+}
+
+/// Who a producer is, and where it counts.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// Its number, from 0: stamped on its messages.
+    pub id: u16,
+    /// Its counts.
+    pub meter: Arc<ProducerMeter>,
 }
 
 /// Publishes until `quota` messages are sent or `stop`, then waits for the outstanding
@@ -35,25 +47,23 @@ pub struct ProducerPlan {
 /// because RabbitMQ may drop a quorum queue's unconfirmed publishes still in flight when
 /// their connection closes.
 pub async fn run(
-    conn: &Connection,
+    conn: &Link,
     plan: Arc<ProducerPlan>,
     quota: Option<u64>,
-    meter: Arc<ProducerMeter>,
+    worker: Worker,
     clock: Clock,
     stop: Stop,
 ) -> Result<(), CliError> {
-    let action = || Action::Publish { exchange: String::new(), routing_key: plan.queue.clone() };
-    let channel = conn.open_channel().await.doing(|| Action::OpenChannel)?;
+    let Worker { id, meter } = worker;
+    let channel = conn.open_channel().await?;
     let window = match plan.window {
         Some(size) => {
-            channel.confirm_select().await.doing(|| Action::ConfirmSelect)?;
-            Some(ConfirmWindow::start(size, meter.clone(), action()))
+            channel.confirm_select().await?;
+            Some(ConfirmWindow::start(size, Tally { id, meter: meter.clone(), plan: plan.clone() }))
         }
         None => None,
     };
     let mut bodies = BodyWriter::new(plan.size);
-    let properties = BasicProperties::default();
-    let options = BasicPublishOptions::default();
     let pace = plan.rate.map(|rate| Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     let started = Instant::now();
     let mut sequence = 0u64;
@@ -73,11 +83,14 @@ pub async fn run(
         {
             break;
         }
-        let body = bodies.next(clock.now_ns(), sequence);
-        let confirm = channel.basic_publish("", &plan.queue, options, &properties, body).await.doing(action)?;
+        if let Some(verifier) = &plan.verifier {
+            verifier.issue(id, sequence);
+        }
+        let body = bodies.next(clock.now_ns(), id, sequence);
+        let confirm = channel.publish(&plan.queue, body).await?;
         meter.sent.add(1);
         if let Some(window) = &window {
-            window.track(confirm);
+            window.track(sequence, confirm);
         }
         sequence += 1;
     }
@@ -90,16 +103,23 @@ pub async fn run(
 /// At most `size` publishes awaiting their confirm, and a task that counts the verdicts.
 struct ConfirmWindow {
     slots: Arc<Semaphore>,
-    pending: mpsc::UnboundedSender<PublishConfirm>,
+    pending: mpsc::UnboundedSender<(u64, PerfConfirm)>,
     verdicts: JoinHandle<Result<(), CliError>>,
 }
 
+/// Where a producer's verdicts are counted.
+struct Tally {
+    id: u16,
+    meter: Arc<ProducerMeter>,
+    plan: Arc<ProducerPlan>,
+}
+
 impl ConfirmWindow {
-    fn start(size: u32, meter: Arc<ProducerMeter>, action: Action) -> Self {
+    fn start(size: u32, tally: Tally) -> Self {
         let slots = Arc::new(Semaphore::new(size as usize));
         // Unbounded, but never longer than the window: a slot is taken before each send.
         let (pending, receiver) = mpsc::unbounded_channel();
-        let verdicts = tokio::spawn(count_verdicts(receiver, slots.clone(), meter, action));
+        let verdicts = tokio::spawn(count_verdicts(receiver, slots.clone(), tally));
         ConfirmWindow { slots, pending, verdicts }
     }
 
@@ -119,9 +139,9 @@ impl ConfirmWindow {
         }
     }
 
-    fn track(&self, confirm: PublishConfirm) {
+    fn track(&self, sequence: u64, confirm: PerfConfirm) {
         // The receiver lives until `finish`, which consumes self: this cannot fail.
-        let _ = self.pending.send(confirm);
+        let _ = self.pending.send((sequence, confirm));
     }
 
     /// Waits for the verdict on every tracked publish.
@@ -137,19 +157,23 @@ impl ConfirmWindow {
 }
 
 async fn count_verdicts(
-    mut pending: mpsc::UnboundedReceiver<PublishConfirm>,
+    mut pending: mpsc::UnboundedReceiver<(u64, PerfConfirm)>,
     slots: Arc<Semaphore>,
-    meter: Arc<ProducerMeter>,
-    action: Action,
+    tally: Tally,
 ) -> Result<(), CliError> {
-    while let Some(confirm) = pending.recv().await {
-        match confirm.wait().await {
-            Ok(Confirmation::Ack) => meter.confirmed.add(1),
-            // Perf publishes are not mandatory, so no return comes; count one as a refusal.
-            Ok(Confirmation::Nack | Confirmation::Returned(_)) => meter.nacked.add(1),
-            // NotRequested cannot come: the window exists only in confirm mode.
-            Ok(_) => {}
-            Err(error) => return Err(CliError::Broker { action, error }),
+    let Tally { id, meter, plan } = tally;
+    while let Some((sequence, confirm)) = pending.recv().await {
+        match confirm.wait(&plan.queue).await? {
+            Verdict::Ack { resent } => {
+                if let Some(verifier) = &plan.verifier {
+                    verifier.confirm(id, sequence);
+                }
+                meter.confirmed.add(1);
+                if resent {
+                    meter.resent.add(1);
+                }
+            }
+            Verdict::Nack => meter.nacked.add(1),
         }
         slots.add_permits(1);
     }

@@ -4,9 +4,11 @@
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
+use mq_patterns::recovery::RecoveryStats;
 use serde_json::{Value, json};
 
 use super::meter::Totals;
+use super::verify::Verdict;
 
 /// One second of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +68,10 @@ pub struct Settings {
     pub prefetch: u16,
     /// Automatic acks.
     pub autoack: bool,
+    /// Recovering connections.
+    pub recover: bool,
+    /// Every message accounted for.
+    pub verify: bool,
 }
 
 /// The whole run.
@@ -85,6 +91,10 @@ pub struct Summary {
     pub seconds: Vec<Second>,
     /// The run ended early on Ctrl-C.
     pub interrupted: bool,
+    /// With `--verify`: lost, duplicated, reordered.
+    pub verify: Option<Verdict>,
+    /// With `--recover`: what recovery did, over every connection of the run.
+    pub recovery: Option<RecoveryStats>,
 }
 
 /// The line printed each second.
@@ -145,8 +155,32 @@ impl Summary {
             t.confirmed,
             t.nacked
         );
-        let _ =
-            writeln!(out, "  received {} in {:.1} s ({:.0} msg/s)", t.received, self.receive_secs, self.receive_rate());
+        let _ = writeln!(
+            out,
+            "  received {} in {:.1} s ({:.0} msg/s), {} redelivered",
+            t.received,
+            self.receive_secs,
+            self.receive_rate(),
+            t.redelivered
+        );
+        if let Some(r) = &self.recovery {
+            let _ = writeln!(
+                out,
+                "  recovery: {} connection(s) lost, {} recovered, {} gave up, {} publish(es) re-sent ({} confirmed after a re-send)",
+                r.disconnects, r.recoveries, r.failures, r.republished, t.resent
+            );
+        }
+        if let Some(v) = &self.verify {
+            let _ = writeln!(
+                out,
+                "  verify: lost {} (of the {} messages), duplicated {}, reordered {}, foreign {}",
+                v.lost,
+                if v.of_confirmed { "confirmed" } else { "sent" },
+                v.duplicated,
+                v.reordered,
+                v.foreign
+            );
+        }
         match Percentiles::of(&self.latency) {
             Some(p) => {
                 let h = &self.latency;
@@ -204,6 +238,16 @@ impl Summary {
             "confirmed": t.confirmed,
             "nacked": t.nacked,
             "received": t.received,
+            "redelivered": t.redelivered,
+            "resent": t.resent,
+            "verify": self.verify.map(|v| v.json()),
+            "recovery": self.recovery.map(|r| json!({
+                "disconnects": r.disconnects,
+                "attempts": r.attempts,
+                "recoveries": r.recoveries,
+                "failures": r.failures,
+                "republished": r.republished,
+            })),
             "send_secs": self.send_secs,
             "receive_secs": self.receive_secs,
             "send_rate": self.send_rate(),
@@ -220,6 +264,8 @@ impl Summary {
                 "confirm": s.confirm,
                 "prefetch": s.prefetch,
                 "autoack": s.autoack,
+                "recover": s.recover,
+                "verify": s.verify,
             },
             "seconds": seconds,
         })
@@ -251,13 +297,17 @@ mod tests {
                 confirm: Some(10),
                 prefetch: 100,
                 autoack: false,
+                recover: false,
+                verify: false,
             },
-            totals: Totals { sent: 100, confirmed: 100, nacked: 0, received: 100 },
+            totals: Totals { sent: 100, confirmed: 100, nacked: 0, received: 100, ..Totals::default() },
             send_secs: 2.0,
             receive_secs: 4.0,
             latency,
             seconds: vec![],
             interrupted: false,
+            verify: None,
+            recovery: None,
         }
     }
 
