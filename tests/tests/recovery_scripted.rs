@@ -109,3 +109,58 @@ async fn a_refused_login_on_every_reconnection_gives_up_with_the_brokers_reason(
     }
     assert_eq!(conn.stats().failures, 1);
 }
+
+#[tokio::test]
+async fn a_failed_write_is_noticed_at_once_and_said() {
+    use amqp_client::api::{BasicConsumeOptions, BasicPublishOptions};
+    use amqp_codec::method::{BasicConsumeOk, BasicDeliver};
+    use amqp_codec::{BasicProperties, ChannelId, DeliveryTag, FieldTable, FramePayload, Method, encode_content};
+
+    let peer = Peer::bind().await;
+    // A consumer buffer of one delivery: with it full, the client stops reading the socket, so
+    // the reset below can only be found by a write.
+    let client_options = ConnectionOptions::from_uri(&peer.uri("")).unwrap().consumer_buffer(1);
+    let (conn, server) =
+        tokio::join!(RecoveringConnection::connect(vec![client_options], options()), peer.accept_open(0));
+    let (conn, mut server) = (conn.unwrap(), server);
+    let mut events = conn.events();
+    let (channel, _) = tokio::join!(conn.open_channel(), async {
+        assert_eq!(server.recv_method_name().await, "channel.open");
+        server.send_method(1, ChannelOpenOk::default()).await;
+    });
+    let channel = channel.unwrap();
+    let no_arguments = FieldTable::new();
+    let (consumer, _) =
+        tokio::join!(channel.basic_consume("q", BasicConsumeOptions::default(), &no_arguments), async {
+            let tag = server
+                .recv(|f| match f.payload {
+                    FramePayload::Method(Method::BasicConsume(c)) => c.consumer_tag.to_owned(),
+                    other => panic!("expected basic.consume, got {other:?}"),
+                })
+                .await
+                .unwrap();
+            server.send_method(1, BasicConsumeOk { consumer_tag: &tag }).await;
+            let mut out = bytes::BytesMut::new();
+            for n in 1..=3 {
+                let deliver = BasicDeliver { consumer_tag: &tag, delivery_tag: DeliveryTag(n), ..Default::default() };
+                encode_content(ChannelId(1), &deliver, &BasicProperties::default(), b"x", 131_072, &mut out).unwrap();
+            }
+            server.send_raw(&out).await;
+        });
+    let _unread = consumer.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // the client reads them, and stops
+    server.stream.set_zero_linger().unwrap();
+    drop(server); // an RST
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let props = BasicProperties::default();
+    let _ = channel.basic_publish("", "q", BasicPublishOptions::default(), &props, "x").await;
+    let cause = event(&mut events, |e| match e {
+        RecoveryEvent::Disconnected { cause } => Some(cause),
+        _ => None,
+    })
+    .await;
+    match cause {
+        ConnectionError::Lost(reason) => assert!(reason.starts_with("write failed"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
