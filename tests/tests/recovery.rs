@@ -362,9 +362,10 @@ async fn recovery_gives_up_after_its_attempt_limit_and_fails_what_is_pending() {
 async fn it_fails_over_to_the_next_endpoint() {
     let (first, second) = (Proxy::start(tests::broker_addr()).await, Proxy::start(tests::broker_addr()).await);
     let name = unique_name("recover-failover");
-    // A closed port first: the initial connection skips it.
-    let dead = ConnectionOptions::from_uri("amqp://guest:guest@127.0.0.1:1/%2f").unwrap();
-    let endpoints = vec![dead, via(&first, &name), via(&second, &name)];
+    // A comma-separated address list with a closed port first (the initial connection skips
+    // it), then another URI.
+    let listed = via(&first, &name).with_addresses(&format!("127.0.0.1:1, {}", first.addr())).unwrap();
+    let endpoints = vec![listed, via(&second, &name)];
     let conn = RecoveringConnection::connect(endpoints, quick()).await.unwrap();
     let mut events = conn.events();
     assert_eq!(first.accepted(), 1);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::Error;
 use super::tls::TlsOptions;
-use super::uri::AmqpUri;
+use super::uri::{AmqpUri, UriError};
 use crate::core::connection::Timeouts;
 use crate::core::negotiation::HandshakeConfig;
 use crate::core::sasl::Mechanism;
@@ -81,6 +81,45 @@ impl ConnectionOptions {
     pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = (String, u16)>) -> Self {
         self.endpoints = endpoints.into_iter().collect();
         self
+    }
+
+    /// Replaces the endpoints with a comma-separated address list, `host[:port],...` (as
+    /// Spring's `addresses`): the port defaults to the first endpoint's. IPv6 hosts go in
+    /// brackets (`[::1]:5672`).
+    ///
+    /// ```
+    /// use amqp_client::api::options::ConnectionOptions;
+    /// let options = ConnectionOptions::from_uri("amqp://127.0.0.1:5672").unwrap();
+    /// let options = options.with_addresses("node-a, node-b:5673,[::1]").unwrap();
+    /// let hosts: Vec<_> = options.endpoints().iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    /// assert_eq!(hosts, ["node-a:5672", "node-b:5673", "::1:5672"]);
+    /// assert!(options.with_addresses("a:notaport").is_err());
+    /// ```
+    pub fn with_addresses(self, addresses: &str) -> Result<Self, Error> {
+        let default_port = self.endpoints.first().map_or(5672, |(_, port)| *port);
+        let bad = |value: &str| UriError::Parameter { name: "addresses".into(), value: value.into() };
+        let mut endpoints = Vec::new();
+        for address in addresses.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            let (host, port) = match address.strip_prefix('[') {
+                Some(rest) => {
+                    let (host, after) = rest.split_once(']').ok_or_else(|| bad(address))?;
+                    (host, after.strip_prefix(':'))
+                }
+                None => match address.rsplit_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (address, None),
+                },
+            };
+            let port = match port {
+                Some(port) => port.parse().map_err(|_| bad(address))?,
+                None => default_port,
+            };
+            endpoints.push((host.to_owned(), port));
+        }
+        if endpoints.is_empty() {
+            return Err(UriError::NoHost.into());
+        }
+        Ok(self.with_endpoints(endpoints))
     }
 
     /// The user name.
