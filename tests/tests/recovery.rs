@@ -82,6 +82,11 @@ async fn a_forced_close_restores_qos_topology_and_consumers_under_new_names() {
     ch.exchange_declare(&front, "fanout", auto, &FieldTable::new()).await.unwrap();
     ch.exchange_declare(&back, "direct", auto, &FieldTable::new()).await.unwrap();
     ch.exchange_bind(&back, &front, "", &FieldTable::new()).await.unwrap();
+    // Deleted by the user before the loss: not declared again.
+    let gone = unique_name("recover-gone");
+    ch.exchange_declare(&gone, "fanout", auto, &FieldTable::new()).await.unwrap();
+    ch.exchange_bind(&gone, &front, "", &FieldTable::new()).await.unwrap();
+    ch.exchange_delete(&gone, ExchangeDeleteOptions::default()).await.unwrap();
     let exclusive = QueueDeclareOptions { exclusive: true, ..Default::default() };
     let queue = ch.queue_declare("", exclusive, &FieldTable::new()).await.unwrap();
     ch.queue_bind(&queue, &back, "k", &FieldTable::new()).await.unwrap();
@@ -135,6 +140,10 @@ async fn a_forced_close_restores_qos_topology_and_consumers_under_new_names() {
         delivery.ack().await.unwrap();
     }
     assert_eq!(conn.stats().recoveries, 1);
+    let passive = ExchangeDeclareOptions { passive: true, ..Default::default() };
+    let probe = conn.open_channel().await.unwrap();
+    let missing = probe.exchange_declare(&gone, "fanout", passive, &FieldTable::new()).await;
+    assert!(matches!(missing, Err(RecoveryError::Client(ref e)) if e.reply_code() == Some(ReplyCode::NOT_FOUND)));
     ch.exchange_delete(&front, ExchangeDeleteOptions::default()).await.unwrap();
     ch.exchange_delete(&back, ExchangeDeleteOptions::default()).await.unwrap();
     conn.close().await.unwrap();
