@@ -148,6 +148,10 @@ pub struct ConsumerTx {
 impl ConsumerTx {
     /// Queues `message` unless the queue is full by count or by bytes.
     fn offer(&self, message: Message) -> Result<(), mpsc::error::TrySendError<Message>> {
+        // A dropped consumer's bytes are never taken back: its queue is closed, not full.
+        if self.tx.is_closed() {
+            return Err(mpsc::error::TrySendError::Closed(message));
+        }
         if !self.backlog.has_room() {
             return Err(mpsc::error::TrySendError::Full(message));
         }
@@ -486,5 +490,9 @@ mod tests {
         rx.close();
         queue.backlog.closed();
         tokio::time::timeout(std::time::Duration::from_secs(30), waiting).await.unwrap().unwrap();
+        assert!(
+            matches!(queue.offer(message(1)), Err(mpsc::error::TrySendError::Closed(_))),
+            "a gone consumer's queue is closed, not full, so the driver does not stall on it"
+        );
     }
 }
