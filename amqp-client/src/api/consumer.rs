@@ -3,6 +3,7 @@
 //! [`AckTag`] names its connection and channel, so an ack after a reconnect is an error.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use amqp_codec::method::{BasicCancel, BasicConsume, BasicGet};
@@ -17,7 +18,7 @@ use super::options::BasicConsumeOptions;
 use crate::core::command::Command;
 use crate::core::event::Message;
 use crate::driver::Request;
-use crate::driver::waiters::{Outcome, Reply};
+use crate::driver::waiters::{Backlog, ConsumerTx, Outcome, Reply};
 
 /// A delivery tag with the connection generation and channel it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,10 +135,26 @@ impl Delivery {
 pub struct Consumer {
     tag: String,
     deliveries: mpsc::Receiver<Message>,
+    /// The body bytes in `deliveries`, which the driver bounds.
+    backlog: Arc<Backlog>,
     channel: Channel,
 }
 
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Closed first, so that a driver waiting for room sees the queue gone when it wakes.
+        self.deliveries.close();
+        self.backlog.closed();
+    }
+}
+
 impl Consumer {
+    /// A message taken from the queue: its bytes leave the backlog.
+    fn received(&self, message: Message) -> Option<Delivery> {
+        self.backlog.take(message.body.len());
+        Delivery::new(message, self.channel.clone())
+    }
+
     /// The consumer tag.
     pub fn tag(&self) -> &str {
         &self.tag
@@ -147,7 +164,7 @@ impl Consumer {
     pub async fn next_delivery(&mut self) -> Option<Delivery> {
         loop {
             let message = self.deliveries.recv().await?;
-            if let Some(d) = Delivery::new(message, self.channel.clone()) {
+            if let Some(d) = self.received(message) {
                 return Some(d);
             }
         }
@@ -157,7 +174,7 @@ impl Consumer {
     /// is waiting and when the consumer has ended; `is_ended` tells them apart.
     pub fn try_next_delivery(&mut self) -> Option<Delivery> {
         while let Ok(message) = self.deliveries.try_recv() {
-            if let Some(d) = Delivery::new(message, self.channel.clone()) {
+            if let Some(d) = self.received(message) {
                 return Some(d);
             }
         }
@@ -182,7 +199,7 @@ impl futures_core::Stream for Consumer {
         loop {
             match self.deliveries.poll_recv(cx) {
                 Poll::Ready(Some(message)) => {
-                    if let Some(d) = Delivery::new(message, self.channel.clone()) {
+                    if let Some(d) = self.received(message) {
                         return Poll::Ready(Some(d));
                     }
                 }
@@ -215,6 +232,8 @@ impl Channel {
         let frame = self.encode(method.into())?;
         let (deliveries_tx, deliveries) = mpsc::channel(self.conn.inner.consumer_buffer);
         let (tx, rx) = oneshot::channel();
+        let backlog = Arc::new(Backlog::default());
+        let deliveries_tx = ConsumerTx { tx: deliveries_tx, backlog: backlog.clone() };
         let reply = Reply::Consume { outcome: tx, deliveries: deliveries_tx };
         self.conn.submit(Request { command: Command::Method { channel: self.id, frame }, reply }).await?;
         let payload = match self.conn.outcome(rx).await? {
@@ -225,7 +244,7 @@ impl Channel {
             Method::BasicConsumeOk(ok) => ok.consumer_tag.to_owned(),
             other => return Err(Error::UnexpectedReply(other.name())),
         };
-        Ok(Consumer { tag, deliveries, channel: self.clone() })
+        Ok(Consumer { tag, deliveries, backlog, channel: self.clone() })
     }
 
     /// basic.cancel by tag.

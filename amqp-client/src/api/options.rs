@@ -181,7 +181,9 @@ impl ConnectionOptions {
     }
 
     /// How many deliveries a consumer may hold unread before the connection stops reading
-    /// the socket (its prefetch normally keeps it below this).
+    /// the socket (its prefetch normally keeps it below this). Independently of this count,
+    /// the connection also stops reading while a consumer holds 4 MiB of unread bodies or
+    /// more, so that large messages do not pile up in memory up to the prefetch.
     pub fn consumer_buffer(mut self, deliveries: usize) -> Self {
         self.consumer_buffer = deliveries.max(1);
         self

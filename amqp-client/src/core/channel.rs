@@ -21,6 +21,7 @@ use amqp_codec::{
 };
 use bytes::{BufMut, Bytes};
 
+use super::body_pool::BodyPool;
 use super::command::{RequestId, Verdict};
 use super::content::{Content, ContentKind};
 use super::error::{ChannelError, ConnectionError};
@@ -310,9 +311,9 @@ impl Channel {
     }
 
     /// A content body frame from the broker.
-    pub fn recv_body(&mut self, payload: Bytes, out: &mut Out<'_>) -> Result<(), ConnectionError> {
+    pub fn recv_body(&mut self, payload: Bytes, bodies: &BodyPool, out: &mut Out<'_>) -> Result<(), ConnectionError> {
         let State::Open(open) = &mut self.state else { return self.ignore_or_unexpected("content body") };
-        let done = open.content.body(payload)?;
+        let done = open.content.body(payload, bodies)?;
         self.deliver(done, out);
         Ok(())
     }

@@ -12,6 +12,7 @@ use amqp_codec::{
 };
 use bytes::{Bytes, BytesMut};
 
+use super::body_pool::BodyPool;
 use super::channel::{After, Channel, Out};
 use super::command::{Command, RequestId};
 use super::error::{ChannelError, ConnectionError};
@@ -61,6 +62,8 @@ pub struct Connection {
     next_request: u64,
     /// update-secret requests sent on channel 0, answered in order.
     secret_updates: VecDeque<RequestId>,
+    /// Buffers for bodies over several frames, shared by the channels.
+    bodies: BodyPool,
 }
 
 #[derive(Debug)]
@@ -92,6 +95,7 @@ impl Connection {
             blocked: false,
             next_request: 0,
             secret_updates: VecDeque::new(),
+            bodies: BodyPool::default(),
         }
     }
 
@@ -269,7 +273,7 @@ impl Connection {
                 }
             }
             FrameType::Header => ch.recv_header(payload(), &mut out)?,
-            FrameType::Body => ch.recv_body(payload(), &mut out)?,
+            FrameType::Body => ch.recv_body(payload(), &self.bodies, &mut out)?,
             FrameType::Heartbeat => {}
         }
         Ok(())

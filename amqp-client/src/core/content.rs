@@ -1,11 +1,13 @@
 //! Content assembly for one channel: a content-carrying method (deliver, get-ok, return), then
 //! its header, then body frames until body-size bytes have come. A one-frame body stays a
-//! slice of the read buffer; only a body split over several frames is copied together.
+//! slice of the read buffer; only a body split over several frames is copied together (into
+//! a buffer from `body_pool.rs`).
 //! Pure: it receives frame payloads and hands back whole messages.
 
 use amqp_codec::{ContentHeader, ReplyCode};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use super::body_pool::BodyPool;
 use super::command::RequestId;
 use super::error::ConnectionError;
 use super::event::Message;
@@ -57,8 +59,8 @@ pub enum Body {
     Empty,
     /// One frame's payload, not copied.
     One(Bytes),
-    /// Several frames' payloads, copied together.
-    Many(BytesMut),
+    /// Several frames' payloads, copied together into a pooled buffer.
+    Many(Vec<u8>),
 }
 
 /// The cap on what a body reserves up front: the header's body-size is the peer's word, and
@@ -101,7 +103,7 @@ impl Content {
     }
 
     /// A body frame arrived; returns the message once the body is complete.
-    pub fn body(&mut self, payload: Bytes) -> Result<Option<(ContentKind, Message)>, ConnectionError> {
+    pub fn body(&mut self, payload: Bytes, pool: &BodyPool) -> Result<Option<(ContentKind, Message)>, ConnectionError> {
         let Content::Body { remaining, body, .. } = self else {
             return Err(unexpected("a body frame without a content header before it"));
         };
@@ -117,13 +119,12 @@ impl Content {
             Body::Empty if rest_after == 0 => Body::One(payload),
             Body::Empty => {
                 let reserve = (len + rest_after).min(MAX_BODY_RESERVE) as usize;
-                let mut all = BytesMut::with_capacity(reserve);
+                let mut all = pool.take(reserve);
                 all.extend_from_slice(&payload);
                 Body::Many(all)
             }
             Body::One(first) => {
-                let mut all =
-                    BytesMut::with_capacity((first.len() as u64 + len + rest_after).min(MAX_BODY_RESERVE) as usize);
+                let mut all = pool.take((first.len() as u64 + len + rest_after).min(MAX_BODY_RESERVE) as usize);
                 all.extend_from_slice(&first);
                 all.extend_from_slice(&payload);
                 Body::Many(all)
@@ -143,7 +144,7 @@ impl Content {
         let body = match body {
             Body::Empty => Bytes::new(),
             Body::One(b) => b,
-            Body::Many(all) => all.freeze(),
+            Body::Many(all) => pool.freeze(all),
         };
         Ok(Some((kind, Message { method, header, body })))
     }
@@ -153,6 +154,7 @@ impl Content {
 mod tests {
     use super::*;
     use amqp_codec::{BasicProperties, ChannelId, FramePayload, Parsed, parse_frame};
+    use bytes::BytesMut;
 
     fn header_payload(body_size: u64) -> Bytes {
         let h = ContentHeader {
@@ -175,7 +177,7 @@ mod tests {
         assert!(c.header(header_payload(3)).unwrap().is_none());
         let frame = Bytes::from_static(b"xxabcxx");
         let body = frame.slice(2..5);
-        let (kind, msg) = c.body(body).unwrap().unwrap();
+        let (kind, msg) = c.body(body, &BodyPool::default()).unwrap().unwrap();
         assert_eq!(kind, ContentKind::Deliver);
         assert_eq!(&msg.body[..], b"abc");
         assert_eq!(msg.body.as_ptr(), frame[2..].as_ptr(), "not copied");
@@ -184,12 +186,13 @@ mod tests {
 
     #[test]
     fn a_body_over_several_frames_is_joined() {
+        let pool = BodyPool::default();
         let mut c = Content::default();
         c.start(ContentKind::Return, Bytes::new()).unwrap();
         c.header(header_payload(5)).unwrap();
-        assert!(c.body(Bytes::from_static(b"ab")).unwrap().is_none());
-        assert!(c.body(Bytes::from_static(b"cd")).unwrap().is_none());
-        let (_, msg) = c.body(Bytes::from_static(b"e")).unwrap().unwrap();
+        assert!(c.body(Bytes::from_static(b"ab"), &pool).unwrap().is_none());
+        assert!(c.body(Bytes::from_static(b"cd"), &pool).unwrap().is_none());
+        let (_, msg) = c.body(Bytes::from_static(b"e"), &pool).unwrap().unwrap();
         assert_eq!(&msg.body[..], b"abcde");
     }
 
@@ -203,10 +206,11 @@ mod tests {
 
     #[test]
     fn frames_out_of_order_are_unexpected_frame_errors() {
+        let pool = BodyPool::default();
         let mut c = Content::default();
         let err = c.header(header_payload(1)).unwrap_err();
         assert!(matches!(err, ConnectionError::ProtocolViolation { code: ReplyCode::UNEXPECTED_FRAME, .. }));
-        let err = c.body(Bytes::from_static(b"x")).unwrap_err();
+        let err = c.body(Bytes::from_static(b"x"), &pool).unwrap_err();
         assert!(matches!(err, ConnectionError::ProtocolViolation { code: ReplyCode::UNEXPECTED_FRAME, .. }));
         c.start(ContentKind::Deliver, Bytes::new()).unwrap();
         let err = c.start(ContentKind::Deliver, Bytes::new()).unwrap_err();
@@ -215,19 +219,21 @@ mod tests {
 
     #[test]
     fn a_body_longer_than_announced_is_a_frame_error() {
+        let pool = BodyPool::default();
         let mut c = Content::default();
         c.start(ContentKind::Deliver, Bytes::new()).unwrap();
         c.header(header_payload(2)).unwrap();
-        let err = c.body(Bytes::from_static(b"abc")).unwrap_err();
+        let err = c.body(Bytes::from_static(b"abc"), &pool).unwrap_err();
         assert!(matches!(err, ConnectionError::ProtocolViolation { code: ReplyCode::FRAME_ERROR, .. }));
     }
 
     #[test]
     fn a_huge_announced_body_reserves_little() {
+        let pool = BodyPool::default();
         let mut c = Content::default();
         c.start(ContentKind::Deliver, Bytes::new()).unwrap();
         c.header(header_payload(u64::MAX)).unwrap();
-        c.body(Bytes::from_static(b"ab")).unwrap();
+        c.body(Bytes::from_static(b"ab"), &pool).unwrap();
         let Content::Body { body: Body::Many(all), .. } = &c else { panic!("in progress") };
         assert!(all.capacity() <= MAX_BODY_RESERVE as usize);
     }

@@ -5,6 +5,7 @@
 //! handshake, content assembly, the request table and one channel's state machine. The
 //! `Connection` that ties them together comes next.
 
+pub mod body_pool;
 pub mod channel;
 pub mod command;
 pub mod connection;
