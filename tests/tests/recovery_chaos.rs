@@ -2,7 +2,8 @@
 //! recovering confirm-mode channel, consumed through a recovering consumer and the idempotent
 //! consumer, while two fault proxies — one in front of the publisher's connection, one in
 //! front of the consumer's — end each connection at 50 seeded points with a mix of FIN
-//! cuts, RSTs and cuts after a random number of bytes (mid-frame, most often).
+//! cuts, RSTs and cuts after a random number of bytes (mid-frame, most often). It runs once
+//! with the in-memory store and once with the SQLite one.
 //!
 //! Shown: every confirm resolves Ok, every published id is processed exactly once, and every
 //! copy left in the queue (re-sent publishes, unacked redeliveries) is recognised as a
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use amqp_client::api::*;
 use amqp_codec::{BasicProperties, FieldTable};
-use mq_patterns::dedup::{AckableDelivery, DedupError, Handled, IdempotentConsumer, MemoryStore};
+use mq_patterns::dedup::sqlite::SqliteStore;
+use mq_patterns::dedup::{AckableDelivery, DedupError, DedupStore, Handled, IdempotentConsumer, MemoryStore};
 use mq_patterns::recovery::*;
 use tests::proxy::{Direction, Proxy};
 use tests::unique_name;
@@ -220,8 +222,31 @@ impl Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_messages_through_fifty_cuts_each_side_are_processed_exactly_once() {
+    chaos_with(MemoryStore::new(100_000, Duration::from_secs(3600)), "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_chaos_with_the_sqlite_store() {
+    let db = TempDb(std::env::temp_dir().join(format!("{}.db", unique_name("chaos-dedup"))));
+    chaos_with(SqliteStore::open(&db.0).await.unwrap(), "SQLite").await;
+}
+
+/// A SQLite database file that goes with the test, passed or failed.
+struct TempDb(std::path::PathBuf);
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn chaos_with<S: DedupStore + 'static>(store: S, name: &str) {
     let seed = seed();
-    eprintln!("chaos seed {seed} (CHAOS_SEED={seed} repeats this fault plan)");
+    eprintln!("chaos seed {seed} (CHAOS_SEED={seed} repeats this fault plan), {name} store");
     let mut rng = Rng(seed);
     let run = Arc::new(Run {
         seed,
@@ -230,11 +255,11 @@ async fn twenty_thousand_messages_through_fifty_cuts_each_side_are_processed_exa
         confirmed: AtomicUsize::new(0),
         processed: AtomicUsize::new(0),
     });
-    let outcome = tokio::time::timeout(DEADLINE, chaos(run.clone())).await;
+    let outcome = tokio::time::timeout(DEADLINE, chaos(run.clone(), store, name)).await;
     assert!(outcome.is_ok(), "the chaos run did not end within {DEADLINE:?}: {}", run.standing());
 }
 
-async fn chaos(run: Arc<Run>) {
+async fn chaos<S: DedupStore + 'static>(run: Arc<Run>, store: S, name: &str) {
     let started = Instant::now();
     let queue = unique_name("chaos-q");
     // Not exclusive, so that it outlives each connection; it expires if a failed run leaves it.
@@ -257,7 +282,7 @@ async fn chaos(run: Arc<Run>) {
 
     let pub_faults = tokio::spawn(run.publisher.clone().drive(pub_conn.clone()));
     let con_faults = tokio::spawn(run.consumer.clone().drive(con_conn.clone()));
-    let dedup = Arc::new(IdempotentConsumer::new(MemoryStore::new(100_000, Duration::from_secs(3600))));
+    let dedup = Arc::new(IdempotentConsumer::new(store));
     let consuming = tokio::spawn(consume(run.clone(), con_conn.clone(), consumer, dedup.clone()));
     let (published, ids) = publish(run.clone(), &pub_ch, &queue).await;
     pub_faults.await.unwrap();
@@ -271,7 +296,7 @@ async fn chaos(run: Arc<Run>) {
 
     let resent = published.iter().filter(|p| p.resent()).count();
     eprintln!(
-        "chaos: seed {} | publisher: {} faults ({}), {} disconnects | consumer: {} faults ({}), {} disconnects | \
+        "chaos ({name} store): seed {} | publisher: {} faults ({}), {} disconnects | consumer: {} faults ({}), {} disconnects | \
          {MESSAGES} messages, {resent} re-sent publishes ({} re-sends), {} redeliveries and {} re-sent copies recognised \
          (+{leftovers} left in the queue), {} acks lost with their connection, {} deliveries | {:.1?}",
         run.seed,
@@ -342,11 +367,11 @@ async fn publish(run: Arc<Run>, ch: &RecoveringChannel, queue: &str) -> (Vec<Pub
 }
 
 /// Consumes until every message is processed and the consumer side's faults are all made.
-async fn consume(
+async fn consume<S: DedupStore>(
     run: Arc<Run>,
     conn: RecoveringConnection,
     mut consumer: RecoveringConsumer,
-    dedup: Arc<IdempotentConsumer<MemoryStore>>,
+    dedup: Arc<IdempotentConsumer<S>>,
 ) -> Consumed {
     let effects = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
     let mut seen = Consumed::default();
@@ -394,7 +419,7 @@ async fn consume(
 
 /// After both connections closed: every message still in the queue (copies of re-sent
 /// publishes, deliveries unacked at the close) is recognised by the store. Returns how many.
-async fn drain_leftovers(queue: &str, dedup: &IdempotentConsumer<MemoryStore>) -> usize {
+async fn drain_leftovers<S: DedupStore>(queue: &str, dedup: &IdempotentConsumer<S>) -> usize {
     let (conn, ch) = tests::channel().await;
     let mut leftovers = 0;
     while let Some(delivery) = ch.basic_get(queue, false).await.unwrap() {
