@@ -22,8 +22,14 @@
 //! ([`memory::MemoryStore`]) forgets on restart and forgets ids it evicts by count or age,
 //! so it only recognises redeliveries within one process and within its bounds.
 //!
+//! It takes the client's deliveries and a [`crate::recovery::RecoveringConsumer`]'s alike
+//! ([`AckableDelivery`]). Across a connection loss the two halves meet: a delivery processed
+//! and committed whose ack was lost with the connection comes back redelivered, and the
+//! store recognises it; its failed ack is [`DedupError::Recovery`].
+//!
 //! Uses only `amqp-client`'s public API.
 
+mod delivery;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -35,6 +41,8 @@ use std::pin::Pin;
 
 use amqp_client::api::{Consumer, Delivery, Error};
 
+use crate::recovery::RecoveryError;
+pub use delivery::AckableDelivery;
 pub use memory::MemoryStore;
 
 /// A boxed, sendable future: what the store and handler traits return, so that a store can
@@ -158,6 +166,12 @@ pub enum DedupError {
     /// recognised.
     #[error(transparent)]
     Client(#[from] Error),
+    /// An ack, nack or reject of a [`RecoveredDelivery`](crate::recovery::RecoveredDelivery)
+    /// failed. [`RecoveryError::StaleDelivery`] means the connection it came on was lost: the
+    /// broker has requeued it and delivers it again, and if its id was recorded (a
+    /// [`Handled::Processed`] that only missed its ack) the redelivery is recognised.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
 }
 
 /// An idempotent consumer: de-duplicates deliveries by `message-id` through a [`DedupStore`].
@@ -211,21 +225,24 @@ impl<S: DedupStore> IdempotentConsumer<S> {
     /// Processes one delivery at most once: records its id and runs `handler` in one store
     /// transaction, commits, then acks. A duplicate is acked without running the handler.
     /// On a store or handler error the delivery is requeued and nothing is recorded.
-    pub async fn handle<F>(&self, delivery: &Delivery, handler: F) -> Result<Handled, DedupError>
+    /// `delivery` is the client's [`Delivery`] or a recovering consumer's
+    /// [`RecoveredDelivery`](crate::recovery::RecoveredDelivery) (see [`AckableDelivery`]).
+    pub async fn handle<D, F>(&self, delivery: &D, handler: F) -> Result<Handled, DedupError>
     where
-        F: for<'t> FnOnce(&'t Delivery, &'t mut S::Tx) -> BoxFuture<'t, Result<(), BoxError>>,
+        D: AckableDelivery,
+        F: for<'t> FnOnce(&'t D, &'t mut S::Tx) -> BoxFuture<'t, Result<(), BoxError>>,
     {
-        let Some(message_id) = delivery.properties().message_id.filter(|id| !id.is_empty()) else {
+        let Some(message_id) = delivery.message_id().filter(|id| !id.is_empty()) else {
             return Err(self.refuse_missing_id(delivery).await);
         };
         let mut tx = match self.store.begin(message_id).await {
             Ok(Begun::Fresh(tx)) => tx,
             Ok(Begun::AlreadyProcessed) => {
-                delivery.ack().await?;
+                delivery.ack().await.map_err(Into::into)?;
                 return Ok(Handled::Duplicate);
             }
             Ok(Begun::InProgress) => {
-                delivery.nack(true).await?;
+                delivery.nack(true).await.map_err(Into::into)?;
                 return Ok(Handled::Requeued);
             }
             Err(source) => {
@@ -240,7 +257,7 @@ impl<S: DedupStore> IdempotentConsumer<S> {
             return Err(requeue(delivery, DedupError::Store { message_id: message_id.into(), source }).await);
         }
         // The record is committed: from here a crash costs a redelivery that is recognised.
-        delivery.ack().await?;
+        delivery.ack().await.map_err(Into::into)?;
         Ok(Handled::Processed)
     }
 
@@ -257,11 +274,11 @@ impl<S: DedupStore> IdempotentConsumer<S> {
         Ok(())
     }
 
-    async fn refuse_missing_id(&self, delivery: &Delivery) -> DedupError {
-        let delivery_tag = delivery.tag().tag.0;
+    async fn refuse_missing_id<D: AckableDelivery>(&self, delivery: &D) -> DedupError {
+        let delivery_tag = delivery.delivery_tag();
         if self.missing_id == MissingIdPolicy::DeadLetter {
             if let Err(e) = delivery.reject(false).await {
-                return DedupError::Client(e);
+                return e.into();
             }
         }
         DedupError::MissingMessageId { delivery_tag, policy: self.missing_id }
@@ -271,7 +288,7 @@ impl<S: DedupStore> IdempotentConsumer<S> {
 /// Requeues `delivery` and returns `error`. A failed nack is not reported in its place: it
 /// means the channel is gone, and the broker requeues every unacked message of a closed
 /// channel, so the message is requeued either way and the first cause is the one to see.
-async fn requeue(delivery: &Delivery, error: DedupError) -> DedupError {
+async fn requeue<D: AckableDelivery>(delivery: &D, error: DedupError) -> DedupError {
     let _ = delivery.nack(true).await;
     error
 }

@@ -167,7 +167,12 @@ impl Connection {
     }
 
     pub(crate) async fn submit(&self, request: Request) -> Result<(), Error> {
-        if self.inner.requests.send(request).await.is_err() {
+        // A slot granted just before the driver stopped lets `send` succeed after the driver
+        // dropped its end and emptied the queue: the request then stays in the queue, with
+        // its reply's sender, for as long as any handle to this connection lives — and the
+        // caller waiting for that reply holds one, so it would wait forever. The driver marks
+        // the queue closed before it empties it, so a request still there is seen here.
+        if self.inner.requests.send(request).await.is_err() || self.inner.requests.is_closed() {
             return Err(self.gone().into());
         }
         Ok(())

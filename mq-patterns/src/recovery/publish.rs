@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Weak;
 
-use amqp_client::Error;
 use amqp_client::api::{BasicPublishOptions, Channel, Confirmation, PublishConfirm};
 use amqp_client::codec::{BasicProperties, FieldTable, Method, Table};
+use amqp_client::{Connection, Error};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
@@ -153,9 +153,9 @@ pub(crate) struct Publisher {
     pending: BTreeMap<u64, Pending>,
 }
 
-/// What the pump waits on: a kept publish's sequence, the generation it went out on, and
+/// What the pump waits on: a kept publish's sequence, the connection it went out on, and
 /// the client's confirm.
-pub(crate) type Sent = (u64, u64, PublishConfirm);
+pub(crate) type Sent = (u64, Connection, PublishConfirm);
 
 /// A message to publish, borrowed from the caller.
 pub(crate) struct Outgoing<'a> {
@@ -262,7 +262,7 @@ async fn send(channel: &Channel, seq: u64, pending: &mut Pending, pump: &mpsc::U
     // next recovery) or by the channel error (the caller's).
     match sent {
         Ok(confirm) => {
-            let _ = pump.send((seq, generation, confirm));
+            let _ = pump.send((seq, channel.connection().clone(), confirm));
         }
         Err(error) => tracing::debug!(%error, seq, "publish not sent; settled by the pump or the next recovery"),
     }
@@ -278,11 +278,20 @@ fn unroutable(message_id: &str, message: &amqp_client::core::event::Message) -> 
 
 /// One task per channel: waits for each sent publish's confirm, in order, and settles it.
 /// Holds the channel weakly, so that it ends when the channel is dropped.
+///
+/// A confirm of a lost connection is not waited for: the client resolves it only once its
+/// connection task has finished, which can take until the heartbeat deadline, and every
+/// confirm behind it — the new connection's too — would wait as long, filling the window.
 pub(crate) async fn pump(state: Weak<ChannelState>, mut sent: mpsc::UnboundedReceiver<Sent>) {
-    while let Some((seq, generation, confirm)) = sent.recv().await {
-        let outcome = confirm.wait().await;
+    while let Some((seq, connection, confirm)) = sent.recv().await {
+        let outcome = tokio::select! {
+            // A verdict that came before the loss is still the verdict.
+            biased;
+            outcome = confirm.wait() => outcome,
+            cause = connection.closed() => Err(Error::Connection(cause)),
+        };
         let Some(state) = state.upgrade() else { return };
-        state.publisher.lock().await.settle(seq, generation, outcome);
+        state.publisher.lock().await.settle(seq, connection.generation(), outcome);
     }
 }
 
