@@ -104,7 +104,14 @@ impl Connection {
     /// Closes the connection (connection.close, then close-ok) and waits until it is closed.
     pub async fn close(&self) -> Result<(), Error> {
         let command = Command::Close { code: ReplyCode::REPLY_SUCCESS, text: "closed by the client".into() };
-        self.request(command).await?;
+        if let Err(error) = self.request(command).await {
+            // The request can finish the driver before `submit` returns, which then reports
+            // the connection gone: closed by this client is what was asked for.
+            return match self.close_reason() {
+                Some(ConnectionError::ClosedByClient { .. }) => Ok(()),
+                _ => Err(error),
+            };
+        }
         match self.closed().await {
             ConnectionError::ClosedByClient { .. } => Ok(()),
             other => Err(other.into()),

@@ -394,9 +394,12 @@ impl RecoveringChannel {
         }
         let permit = self.window_permit().await?;
         // Wait for the link only to bound the wait; the publish is kept either way.
-        let channel = self.state.channel().await?;
+        self.state.channel().await?;
         let mut publisher = self.state.publisher.lock().await;
-        let live = Some(&channel).filter(|c| c.close_reason().is_none());
+        // The channel is read under the lock: a recovery that finished while this call waited
+        // for it has replaced the channel, and the publish goes out on the new one.
+        let current = self.state.current.borrow().clone();
+        let live = current.as_ref().filter(|c| c.close_reason().is_none());
         Ok(publisher.publish(live, message, message_id.to_owned(), permit, &self.state.pump).await)
     }
 

@@ -311,7 +311,11 @@ impl RecoveringConnection {
         self.shared.closing.send_replace(true);
         let conn = self.current();
         if let Some(conn) = conn {
-            conn.close().await?;
+            // Whatever the close handshake says, the connection ends and, with `closing`
+            // set, so does recovery.
+            if let Err(error) = conn.close().await {
+                tracing::debug!(%error, "closing the connection");
+            }
         }
         let mut link = self.shared.link.subscribe();
         let _ = link.wait_for(|l| matches!(l, Link::Ended(_))).await;

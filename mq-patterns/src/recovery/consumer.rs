@@ -123,7 +123,8 @@ impl RecoveredDelivery {
     }
 
     /// basic.ack. Fails with [`RecoveryError::StaleDelivery`] if the connection it came on
-    /// has been replaced since.
+    /// has been replaced since, or with the connection's error if it is lost and not yet
+    /// replaced: either way the ack is lost and the broker delivers the message again.
     pub async fn ack(&self) -> Result<(), RecoveryError> {
         self.check_current()?;
         Ok(self.delivery.ack().await?)

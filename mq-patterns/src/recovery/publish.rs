@@ -151,6 +151,9 @@ pub(crate) struct Publisher {
     /// channel of this generation, so that it cannot overtake an older one waiting to be re-sent.
     caught_up: u64,
     pending: BTreeMap<u64, Pending>,
+    /// Set for good when the channel or the recovery has ended: a later publish fails with it
+    /// at once, since no recovery will come to send it.
+    ended: Option<RecoveryError>,
 }
 
 /// What the pump waits on: a kept publish's sequence, the connection it went out on, and
@@ -183,6 +186,10 @@ impl Publisher {
         pump: &mpsc::UnboundedSender<Sent>,
     ) -> RecoveringConfirm {
         let (verdict, rx) = oneshot::channel();
+        if let Some(error) = &self.ended {
+            let _ = verdict.send(Err(error.clone()));
+            return RecoveringConfirm { message_id, verdict: rx };
+        }
         let mut pending = Pending {
             exchange: message.exchange.to_owned(),
             routing_key: message.routing_key.to_owned(),
@@ -244,6 +251,7 @@ impl Publisher {
 
     /// Ends every kept publish with `error` (recovery gave up, or the channel failed).
     pub(crate) fn fail_all(&mut self, error: &RecoveryError) {
+        self.ended = Some(error.clone());
         for (_, pending) in std::mem::take(&mut self.pending) {
             let _ = pending.verdict.send(Err(error.clone()));
         }
