@@ -410,3 +410,23 @@ async fn an_event_handler_that_declares_topology_does_not_deadlock_recovery() {
     assert!(declared.unwrap().starts_with("amq.gen-"));
     conn.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_while_reconnecting_cancels_recovery() {
+    let proxy = Proxy::start(tests::broker_addr()).await;
+    let name = unique_name("recover-cancel");
+    let backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(2), max_attempts: None };
+    let conn = RecoveringConnection::connect(vec![via(&proxy, &name)], quick().backoff(backoff)).await.unwrap();
+    let mut events = conn.events();
+    let ch = conn.open_channel().await.unwrap();
+    proxy.refuse(true);
+    proxy.cut();
+    event(&mut events, disconnected).await;
+    event(&mut events, |e| matches!(e, RecoveryEvent::Reconnecting { attempt: 2, .. }).then_some(())).await;
+    tokio::time::timeout(Duration::from_secs(10), conn.close()).await.expect("close ends recovery").unwrap();
+    let after = ch.queue_declare("", QueueDeclareOptions::default(), &FieldTable::new()).await;
+    assert_eq!(after, Err(RecoveryError::Closed));
+    let attempts = conn.stats().attempts;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(conn.stats().attempts, attempts, "no attempt after the close");
+}
