@@ -430,3 +430,55 @@ async fn closing_while_reconnecting_cancels_recovery() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(conn.stats().attempts, attempts, "no attempt after the close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_client_cannot_encode_fails_at_once_and_frees_its_window_slot() {
+    let conn =
+        RecoveringConnection::connect(vec![options_named("recover-encode")], quick().max_unconfirmed(1)).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.confirm_select().await.unwrap();
+    let too_long = "k".repeat(300);
+    let props = BasicProperties::default();
+    for _ in 0..3 {
+        let confirm = ch.basic_publish("", &too_long, BasicPublishOptions::default(), &props, "x");
+        let confirm = tokio::time::timeout(Duration::from_secs(10), confirm).await.expect("the slot was freed");
+        let verdict = confirm.unwrap().wait().await;
+        assert!(matches!(verdict, Err(RecoveryError::Client(Error::Encode(_)))), "{verdict:?}");
+    }
+    conn.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_cannot_be_restored_ends_alone_and_its_channel_mates_go_on() {
+    let proxy = Proxy::start(tests::broker_addr()).await;
+    let name = unique_name("recover-mates");
+    let conn = RecoveringConnection::connect(vec![via(&proxy, &name)], quick()).await.unwrap();
+    let mut events = conn.events();
+    let ch = conn.open_channel().await.unwrap();
+    let (kept, doomed) = (unique_name("recover-kept"), unique_name("recover-doomed"));
+    ch.queue_declare(&kept, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    // Declared by another application: not in this connection's record.
+    let (other, other_ch) = tests::channel().await;
+    other_ch.queue_declare(&doomed, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    let mut first = ch.basic_consume(&kept, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+    let mut second = ch.basic_consume(&doomed, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+
+    proxy.refuse(true);
+    proxy.cut();
+    event(&mut events, disconnected).await;
+    other_ch.queue_delete(&doomed, QueueDeleteOptions::default()).await.unwrap();
+    proxy.refuse(false);
+    let restored = event(&mut events, recovered).await;
+    assert_eq!(restored.failures.len(), 1, "{:?}", restored.failures);
+
+    let ended = tokio::time::timeout(Duration::from_secs(10), second.next_delivery()).await.unwrap();
+    assert!(ended.is_none(), "the consumer of the deleted queue ends");
+    let props = BasicProperties::default();
+    ch.basic_publish("", &kept, BasicPublishOptions::default(), &props, "still here").await.unwrap();
+    let delivery = next(&mut first).await;
+    assert_eq!(text(delivery.delivery().body()), "still here");
+    delivery.ack().await.unwrap();
+    ch.queue_delete(&kept, QueueDeleteOptions::default()).await.unwrap();
+    other.close().await.unwrap();
+    conn.close().await.unwrap();
+}

@@ -45,7 +45,7 @@ pub(crate) struct ChannelState {
 impl ChannelState {
     pub(crate) fn new(shared: Arc<Shared>, channel: Channel) -> Arc<Self> {
         let (pump, sent) = mpsc::unbounded_channel();
-        let window = Arc::new(Semaphore::new(shared.options.max_unconfirmed.max(1)));
+        let window = Arc::new(Semaphore::new(shared.options.max_unconfirmed.clamp(1, Semaphore::MAX_PERMITS)));
         let publisher = Publisher::new(channel.connection().generation());
         let state = Arc::new(ChannelState {
             shared,
@@ -167,29 +167,39 @@ impl ChannelState {
     /// record, so its stream ends, and the channel its failure closed is opened again for the
     /// others — the failure is the recovery's, not a call of the user's.
     pub(crate) async fn restore_consumers(&self) -> (usize, Vec<String>) {
-        let records: Vec<ConsumerRecord> = lock(&self.consumers).clone();
-        let (mut restored, mut failures) = (0, Vec::new());
-        for record in records {
-            let Some(channel) = self.current.borrow().clone() else { break };
-            let queue = self.shared.current_queue_name(&record.queue);
-            let tag = &record.options.consumer_tag;
-            match channel.basic_consume(&queue, record.options.clone(), &record.arguments).await {
-                Ok(consumer) => {
-                    restored += 1;
-                    let _ = record.replace.send((consumer, channel.clone()));
-                }
-                Err(error) => {
-                    failures.push(format!("consumer {tag} on {queue}: {error}"));
-                    lock(&self.consumers).retain(|r| &r.options.consumer_tag != tag);
-                    if matches!(error, Error::Channel(ChannelError::ClosedByBroker { .. })) {
-                        if let Err(error) = self.reopen(channel.connection()).await {
-                            failures.push(format!("channel: {error}"));
+        let mut failures = Vec::new();
+        // A consumer that fails closes the channel, and those restarted before it with it:
+        // the pass starts again on the reopened channel, without the one that failed.
+        'pass: loop {
+            // A consumer whose RecoveringConsumer is gone is not restarted for nobody.
+            lock(&self.consumers).retain(|r| !r.replace.is_closed());
+            let records: Vec<ConsumerRecord> = lock(&self.consumers).clone();
+            let mut restored = 0;
+            for record in records {
+                let Some(channel) = self.current.borrow().clone() else { break 'pass (restored, failures) };
+                let queue = self.shared.current_queue_name(&record.queue);
+                let tag = &record.options.consumer_tag;
+                match channel.basic_consume(&queue, record.options.clone(), &record.arguments).await {
+                    Ok(consumer) => {
+                        restored += 1;
+                        let _ = record.replace.send((consumer, channel.clone()));
+                    }
+                    // The new connection died too: the next recovery restores them all.
+                    Err(Error::Connection(_)) => break 'pass (restored, failures),
+                    Err(error) => {
+                        failures.push(format!("consumer {tag} on {queue}: {error}"));
+                        lock(&self.consumers).retain(|r| &r.options.consumer_tag != tag);
+                        if matches!(error, Error::Channel(ChannelError::ClosedByBroker { .. })) {
+                            match self.reopen(channel.connection()).await {
+                                Ok(()) => continue 'pass,
+                                Err(error) => failures.push(format!("channel: {error}")),
+                            }
                         }
                     }
                 }
             }
+            break (restored, failures);
         }
-        (restored, failures)
     }
 }
 

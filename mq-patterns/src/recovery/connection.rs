@@ -339,6 +339,12 @@ async fn supervise(shared: Arc<Shared>, mut conn: Connection) {
             Ok((new, endpoint)) => {
                 conn = new;
                 let restored = restore(&shared, &conn, endpoint).await;
+                // Closed by the user while restoring: close what was restored, and stop.
+                if *shared.closing.borrow() {
+                    let _ = conn.close().await;
+                    end(&shared, RecoveryError::Closed).await;
+                    return;
+                }
                 tracing::info!(?restored, "recovered");
                 shared.link.send_replace(Link::Up(conn.clone()));
                 Counters::bump(&shared.counters.recoveries, 1);

@@ -65,6 +65,10 @@ impl RecoveringConsumer {
             }
             // Recovery hands over the restarted consumer, or drops the sender when it gives up.
             (self.current, self.on) = self.replacements.recv().await?;
+            // A restore that had to start again sends a newer one after it.
+            while let Ok(newer) = self.replacements.try_recv() {
+                (self.current, self.on) = newer;
+            }
         }
     }
 
@@ -74,13 +78,26 @@ impl RecoveringConsumer {
         Ok(self.current.cancel().await?)
     }
 
-    /// Whether the consumer ended because its connection did (so recovery restarts it), or
-    /// its channel failed and is being reopened, as opposed to a cancel or a channel error.
+    /// Whether the consumer ended because its connection did, or its channel was replaced or
+    /// is being reopened — recovery then restarts it — as opposed to a cancel or a channel
+    /// error that ends it.
     fn lost_with_connection(&self) -> bool {
+        if self.state.is_ended() {
+            return false;
+        }
         let connection_gone = self.on.connection().close_reason().is_some();
-        let reopening = self.state.shared.options.reopen_on_channel_error
-            && matches!(self.on.close_reason(), Some(ChannelError::ClosedByBroker { .. }));
-        (connection_gone || reopening) && !self.state.is_ended()
+        let closed_by_broker = matches!(self.on.close_reason(), Some(ChannelError::ClosedByBroker { .. }));
+        let reopening = self.state.shared.options.reopen_on_channel_error && closed_by_broker;
+        // Recovery reopened the channel under this consumer (another consumer's restart
+        // failed and closed it): a replacement follows.
+        let current_live = self
+            .state
+            .current
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.close_reason().is_none() && c.connection().close_reason().is_none());
+        let replaced = self.on.close_reason().is_some() && current_live;
+        connection_gone || reopening || replaced
     }
 
     /// Drops the consumer from the record; an auto-delete queue whose last consumer this was
@@ -96,6 +113,13 @@ impl RecoveringConsumer {
             let left = self.state.shared.consumers_of(&queue);
             self.state.shared.topology().consumer_gone_from(&queue, left);
         }
+    }
+}
+
+/// A dropped consumer is not restarted by later recoveries.
+impl Drop for RecoveringConsumer {
+    fn drop(&mut self) {
+        lock(&self.state.consumers).retain(|r| r.options.consumer_tag != self.tag);
     }
 }
 

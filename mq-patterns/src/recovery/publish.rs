@@ -204,8 +204,11 @@ impl Publisher {
         };
         let seq = self.next;
         self.next += 1;
-        if let Some(channel) = channel.filter(|c| c.connection().generation() == self.caught_up) {
-            send(channel, seq, &mut pending, pump).await;
+        if let Some(channel) = channel.filter(|c| c.connection().generation() == self.caught_up)
+            && let Err(error) = send(channel, seq, &mut pending, pump).await
+        {
+            let _ = pending.verdict.send(Err(error));
+            return RecoveringConfirm { message_id, verdict: rx };
         }
         self.pending.insert(seq, pending);
         RecoveringConfirm { message_id, verdict: rx }
@@ -216,10 +219,19 @@ impl Publisher {
     pub(crate) async fn resend(&mut self, channel: &Channel, pump: &mpsc::UnboundedSender<Sent>) -> usize {
         let generation = channel.connection().generation();
         let mut resent = 0;
+        let mut refused = Vec::new();
         for (seq, pending) in self.pending.iter_mut() {
             if pending.sent_on != Some(generation) {
-                resent += usize::from(pending.sends > 0);
-                send(channel, *seq, pending, pump).await;
+                let again = pending.sends > 0;
+                match send(channel, *seq, pending, pump).await {
+                    Ok(()) => resent += usize::from(again),
+                    Err(error) => refused.push((*seq, error)),
+                }
+            }
+        }
+        for (seq, error) in refused {
+            if let Some(pending) = self.pending.remove(&seq) {
+                let _ = pending.verdict.send(Err(error));
             }
         }
         self.caught_up = generation;
@@ -258,21 +270,31 @@ impl Publisher {
     }
 }
 
-async fn send(channel: &Channel, seq: u64, pending: &mut Pending, pump: &mpsc::UnboundedSender<Sent>) {
-    let generation = channel.connection().generation();
-    pending.sent_on = Some(generation);
-    pending.sends += 1;
+/// Hands a kept publish to `channel`. `Err` when the client refused it for good (it cannot
+/// be encoded, or the channel was closed by the broker): the caller settles it with that error.
+/// A connection error keeps it for the next recovery.
+async fn send(
+    channel: &Channel,
+    seq: u64,
+    pending: &mut Pending,
+    pump: &mpsc::UnboundedSender<Sent>,
+) -> Result<(), RecoveryError> {
     let properties = pending.properties.borrow();
     let sent = channel
         .basic_publish(&pending.exchange, &pending.routing_key, pending.options, &properties, pending.body.clone())
         .await;
-    // A failed send is settled like a lost confirm: by the connection error (kept for the
-    // next recovery) or by the channel error (the caller's).
     match sent {
         Ok(confirm) => {
+            pending.sent_on = Some(channel.connection().generation());
+            pending.sends += 1;
             let _ = pump.send((seq, channel.connection().clone(), confirm));
+            Ok(())
         }
-        Err(error) => tracing::debug!(%error, seq, "publish not sent; settled by the pump or the next recovery"),
+        Err(Error::Connection(error)) => {
+            tracing::debug!(%error, seq, "publish not sent; the next recovery sends it");
+            Ok(())
+        }
+        Err(error) => Err(RecoveryError::Client(error)),
     }
 }
 
