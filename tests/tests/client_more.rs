@@ -66,8 +66,9 @@ async fn five_hundred_channels_open_work_and_close() {
     for c in &channels {
         c.close().await.unwrap();
     }
-    // Closed numbers are free again.
-    assert_eq!(conn.open_channel().await.unwrap().id().0, 1);
+    // Numbers are given out in turn: a closed one is not reused at once (late frames of its
+    // old channel may still be on the way).
+    assert_eq!(conn.open_channel().await.unwrap().id().0, 501);
     conn.close().await.unwrap();
 }
 

@@ -482,3 +482,28 @@ async fn a_consumer_that_cannot_be_restored_ends_alone_and_its_channel_mates_go_
     other.close().await.unwrap();
     conn.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asked_to_reopen_a_consume_only_channel_the_broker_closed_comes_back_with_its_consumer() {
+    let options = quick().reopen_on_channel_error(true);
+    let conn = RecoveringConnection::connect(vec![options_named("recover-reopen")], options).await.unwrap();
+    let consuming = conn.open_channel().await.unwrap();
+    let publishing = conn.open_channel().await.unwrap();
+    let queue = unique_name("recover-reopen-q");
+    publishing.queue_declare(&queue, QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    let mut consumer =
+        consuming.basic_consume(&queue, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+    let props = BasicProperties::default();
+    publishing.basic_publish("", &queue, BasicPublishOptions::default(), &props, "one").await.unwrap();
+    let one = next(&mut consumer).await;
+    one.ack().await.unwrap();
+    // A second ack of the same tag: the broker closes the channel with 406.
+    one.ack().await.unwrap();
+    publishing.basic_publish("", &queue, BasicPublishOptions::default(), &props, "two").await.unwrap();
+    let two = next(&mut consumer).await;
+    assert_eq!(text(two.delivery().body()), "two");
+    two.ack().await.unwrap();
+    assert_eq!(conn.stats().disconnects, 0);
+    publishing.queue_delete(&queue, QueueDeleteOptions::default()).await.unwrap();
+    conn.close().await.unwrap();
+}

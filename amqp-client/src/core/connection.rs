@@ -2,7 +2,7 @@
 //! together behind the handle/poll contract of [`Connection`]. Touches every other core
 //! module; owns no socket and reads no clock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use amqp_codec::method::{ChannelOpen, ConnectionClose, ConnectionCloseOk, ConnectionUpdateSecret};
@@ -56,6 +56,12 @@ pub struct Connection {
     transmit: Transmit,
     events: VecDeque<Event>,
     channels: BTreeMap<u16, Channel>,
+    /// The channel number given out last: the next one is sought after it, so that a number
+    /// just closed is not reused at once (frames of its old channel may still be on the way).
+    last_channel: u16,
+    /// Numbers of channels that closed and are not reused yet: a late frame for one of them
+    /// is discarded, while a frame for a channel never opened is a protocol violation.
+    closed_channels: BTreeSet<u16>,
     heartbeat: Option<Heartbeat>,
     deadline: Option<(Instant, &'static str)>,
     blocked: bool,
@@ -90,6 +96,8 @@ impl Connection {
             transmit,
             events: VecDeque::new(),
             channels: BTreeMap::new(),
+            last_channel: 0,
+            closed_channels: BTreeSet::new(),
             heartbeat: None,
             deadline: Some((now + timeouts.handshake, "the handshake")),
             blocked: false,
@@ -158,10 +166,15 @@ impl Connection {
     }
 
     fn open_channel(&mut self, request: RequestId, tuned: Tuned) {
-        let Some(id) = (1..=tuned.channel_max).find(|id| !self.channels.contains_key(id)) else {
+        let max = tuned.channel_max.max(1);
+        let after = self.last_channel.min(max);
+        let free = (after + 1..=max).chain(1..=after).find(|id| !self.channels.contains_key(id));
+        let Some(id) = free else {
             self.events.push_back(Event::Failed { request, error: ChannelError::NoFreeChannel(tuned.channel_max) });
             return;
         };
+        self.last_channel = id;
+        self.closed_channels.remove(&id);
         let channel = ChannelId(id);
         // A few bytes, far below any frame_max: encoding cannot fail.
         let _ = encode_method(channel, &ChannelOpen::default().into(), tuned.frame_max, self.transmit.frames());
@@ -258,6 +271,9 @@ impl Connection {
             return Ok(()); // The spec: after connection.close, discard all but close and close-ok.
         }
         let Some(ch) = self.channels.get_mut(&raw.channel.0) else {
+            if self.closed_channels.contains(&raw.channel.0) {
+                return Ok(()); // sent before the broker saw the channel close
+            }
             return Err(ConnectionError::ProtocolViolation {
                 code: ReplyCode::CHANNEL_ERROR,
                 reason: format!("a frame on channel {}, which is not open", raw.channel),
@@ -270,6 +286,7 @@ impl Connection {
                     Method::parse(raw.payload, amqp_codec::FRAME_HEADER_SIZE).map_err(|e| ConnectionError::from(&e))?;
                 if ch.recv_method(&method, payload(), &mut out)? == After::Remove {
                     self.channels.remove(&raw.channel.0);
+                    self.closed_channels.insert(raw.channel.0);
                 }
             }
             FrameType::Header => ch.recv_header(payload(), &mut out)?,
@@ -559,12 +576,12 @@ mod tests {
         assert_eq!((*request, *channel), (req, ch));
         assert!(matches!(error, ChannelError::ClosedByBroker { code: ReplyCode::NOT_FOUND, method: Some(_), .. }));
         assert_eq!(s.client_sent(), ["1 channel.close-ok"]);
-        // The channel is gone: a request on it fails at once, and its number is free again.
+        // The channel is gone: a request on it fails at once, and its number is not reused at once.
         let late = s.submit_method(ch, QueueDeclare::default());
         assert!(
             matches!(s.take_events()[..], [Event::Failed { request, error: ChannelError::NotOpen(1) }] if request == late)
         );
-        assert_eq!(s.open_channel(), ch);
+        assert_ne!(s.open_channel(), ch);
     }
 
     #[test]
@@ -947,7 +964,7 @@ mod tests {
     }
 
     #[test]
-    fn channels_are_allocated_lowest_first_up_to_channel_max() {
+    fn channels_are_allocated_in_turn_up_to_channel_max() {
         let mut s = Script::new();
         s.broker_sends(method(
             0,
@@ -963,5 +980,24 @@ mod tests {
         assert!(
             matches!(s.take_events()[..], [Event::Failed { request, error: ChannelError::NoFreeChannel(2) }] if request == third)
         );
+    }
+
+    #[test]
+    fn a_closed_channel_number_is_not_reused_at_once_and_its_late_frames_are_dropped() {
+        let mut s = Script::connected();
+        let first = s.open_channel();
+        s.broker_sends(method(
+            first.0,
+            ChannelClose { reply_code: ReplyCode::PRECONDITION_FAILED, ..Default::default() },
+        ));
+        assert_eq!(s.client_sent(), ["1 channel.close-ok"]);
+        // Sent by the broker before it saw the close-ok: dropped, not a protocol violation.
+        s.broker_sends(method(first.0, BasicDeliver::default()));
+        assert!(!s.take_events().iter().any(|e| matches!(e, Event::Closed(_))));
+        let second = s.open_channel();
+        assert_ne!(second, first, "a fresh number while others are free");
+        // A channel never opened is still a violation.
+        s.broker_sends(method(9, BasicDeliver::default()));
+        assert_eq!(s.client_sent(), ["0 connection.close"]);
     }
 }
