@@ -114,8 +114,21 @@ impl ChannelState {
     /// The broker closed the channel (`why`): reopen it if the user asked for that, else end it.
     async fn channel_failed(&self, channel: &Channel, why: &ChannelError) -> Result<(), RecoveryError> {
         if self.shared.options.reopen_on_channel_error {
+            // One reopen per failure, in step with recovery (ops) and ahead of any publish
+            // (the publisher's lock), so that the kept publishes go out first, in order.
+            let _ops = self.shared.ops.read().await;
+            let mut publisher = self.publisher.lock().await;
+            let still_failed = self.current.borrow().as_ref().is_none_or(|c| c.close_reason().is_some());
+            if !still_failed {
+                return Ok(()); // another caller, or recovery, reopened it already
+            }
             tracing::info!(%why, "reopening a channel the broker closed");
             self.reopen(channel.connection()).await?;
+            let reopened = self.current.borrow().clone();
+            if let Some(reopened) = reopened {
+                publisher.resend(&reopened, &self.pump).await;
+            }
+            drop(publisher);
             self.restore_consumers().await;
             return Ok(());
         }
@@ -179,7 +192,14 @@ impl ChannelState {
                 let Some(channel) = self.current.borrow().clone() else { break 'pass (restored, failures) };
                 let queue = self.shared.current_queue_name(&record.queue);
                 let tag = &record.options.consumer_tag;
+                let wanted = || lock(&self.consumers).iter().any(|r| &r.options.consumer_tag == tag);
+                if !wanted() {
+                    continue; // cancelled since the pass began
+                }
                 match channel.basic_consume(&queue, record.options.clone(), &record.arguments).await {
+                    Ok(consumer) if !wanted() => {
+                        let _ = consumer.cancel().await;
+                    }
                     Ok(consumer) => {
                         restored += 1;
                         let _ = record.replace.send((consumer, channel.clone()));

@@ -63,6 +63,15 @@ impl RecoveringConsumer {
                 self.forget();
                 return None;
             }
+            // Closed by the broker, to be reopened: on a channel only consumed from, no other
+            // call would notice, so this one has it reopened (which restarts its consumers).
+            if matches!(self.on.close_reason(), Some(ChannelError::ClosedByBroker { .. }))
+                && self.state.shared.options.reopen_on_channel_error
+                && self.state.channel().await.is_err()
+            {
+                self.forget();
+                return None;
+            }
             // Recovery hands over the restarted consumer, or drops the sender when it gives up.
             (self.current, self.on) = self.replacements.recv().await?;
             // A restore that had to start again sends a newer one after it.
@@ -75,7 +84,13 @@ impl RecoveringConsumer {
     /// Cancels the consumer; it is not restarted by later recoveries.
     pub async fn cancel(&self) -> Result<(), RecoveryError> {
         self.forget();
-        Ok(self.current.cancel().await?)
+        // By tag on the channel as it is now: a recovery may have restarted this consumer on
+        // a channel that `next_delivery` has not switched to yet.
+        let current = self.state.current.borrow().clone();
+        match current.filter(|c| c.close_reason().is_none()) {
+            Some(channel) => Ok(channel.basic_cancel(&self.tag).await?),
+            None => Ok(self.current.cancel().await?),
+        }
     }
 
     /// Whether the consumer ended because its connection did, or its channel was replaced or
