@@ -38,23 +38,6 @@ fn broker_addr() -> String {
     std::env::var("AMQP_TEST_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into())
 }
 
-/// SplitMix64: a small seeded generator, so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seed() -> u64 {
     match std::env::var("DEDUP_CRASH_SEED") {
         Ok(seed) => seed.parse().expect("DEDUP_CRASH_SEED is a u64"),
@@ -255,12 +238,18 @@ async fn ready(ch: &Channel, queue: &str) -> u32 {
 
 /// Runs one round with a kill at `point`, and kills it; false if the point was never
 /// reached (nothing left to process) and the round was killed on a timeout instead.
-async fn killed_round<D: Durable>(queue: &str, store: &D, stats: &Arc<Stats>, point: KillPoint, rng: &mut Rng) -> bool
+async fn killed_round<D: Durable>(
+    queue: &str,
+    store: &D,
+    stats: &Arc<Stats>,
+    point: KillPoint,
+    rng: &mut fastrand::Rng,
+) -> bool
 where
     D::Tx: 'static,
 {
-    let countdown = rng.below(3) as u32;
-    let delay = Duration::from_micros(rng.below(2_000));
+    let countdown = rng.u64(..3) as u32;
+    let delay = Duration::from_micros(rng.u64(..2_000));
     let plan = Plan::new(Some(point), countdown);
     let link = Link::new().await;
     let task = tokio::spawn(consume(link.uri(), queue.to_owned(), store.clone(), plan.clone(), stats.clone()));
@@ -297,7 +286,7 @@ where
 {
     let seed = seed();
     println!("dedup crash test ({name}): seed {seed} (set DEDUP_CRASH_SEED={seed} to replay)");
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let began = Instant::now();
 
     let admin_conn = Connection::connect(&format!("amqp://guest:guest@{}/%2f", broker_addr()))
@@ -320,7 +309,7 @@ where
             publish_batch(&admin, queue, published).await;
             published += BATCH;
         }
-        let point = match rng.below(100) {
+        let point = match rng.u64(..100) {
             0..35 => KillPoint::AfterCommit,
             35..60 => KillPoint::AfterEffect,
             60..85 => KillPoint::RandomAbort,

@@ -36,23 +36,6 @@ const DEADLINE: Duration = Duration::from_secs(240);
 /// come) before a plain cut replaces it.
 const ARMED_FOR: Duration = Duration::from_secs(3);
 
-/// SplitMix64: a few lines, seedable, and the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seed() -> u64 {
     match std::env::var("CHAOS_SEED") {
         Ok(seed) => seed.trim().parse().expect("CHAOS_SEED is a u64"),
@@ -69,14 +52,14 @@ enum Fault {
 
 /// `FAULTS` faults at sorted points of a side's progress, clear of both ends of the stream
 /// so that traffic still flows to carry an armed cut.
-fn plan(rng: &mut Rng) -> Vec<(usize, Fault)> {
-    let mut points: Vec<usize> = (0..FAULTS).map(|_| 200 + rng.below(MESSAGES as u64 - 1200) as usize).collect();
+fn plan(rng: &mut fastrand::Rng) -> Vec<(usize, Fault)> {
+    let mut points: Vec<usize> = (0..FAULTS).map(|_| 200 + rng.u64(..MESSAGES as u64 - 1200) as usize).collect();
     points.sort_unstable();
-    let fault = |rng: &mut Rng| match rng.below(4) {
+    let fault = |rng: &mut fastrand::Rng| match rng.u64(..4) {
         0 => Fault::Cut,
         1 => Fault::Reset,
-        2 => Fault::CutAfter(Direction::Upstream, 1 + rng.below(2048)),
-        _ => Fault::CutAfter(Direction::Downstream, 1 + rng.below(2048)),
+        2 => Fault::CutAfter(Direction::Upstream, 1 + rng.u64(..2048)),
+        _ => Fault::CutAfter(Direction::Downstream, 1 + rng.u64(..2048)),
     };
     points.into_iter().map(|p| (p, fault(rng))).collect()
 }
@@ -94,7 +77,7 @@ struct Chaos {
 }
 
 impl Chaos {
-    async fn new(side: &'static str, rng: &mut Rng) -> Arc<Self> {
+    async fn new(side: &'static str, rng: &mut fastrand::Rng) -> Arc<Self> {
         Arc::new(Chaos {
             side,
             proxy: Proxy::start(tests::broker_addr()).await,
@@ -247,7 +230,7 @@ impl Drop for TempDb {
 async fn chaos_with<S: DedupStore + 'static>(store: S, name: &str) {
     let seed = seed();
     eprintln!("chaos seed {seed} (CHAOS_SEED={seed} repeats this fault plan), {name} store");
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let run = Arc::new(Run {
         seed,
         publisher: Chaos::new("publisher", &mut rng).await,
