@@ -118,7 +118,12 @@ impl ChannelState {
             // (the publisher's lock), so that the kept publishes go out first, in order.
             let _ops = self.shared.ops.read().await;
             let mut publisher = self.publisher.lock().await;
-            let still_failed = self.current.borrow().as_ref().is_none_or(|c| c.close_reason().is_some());
+            // Still the channel that failed (its watch may not say so yet; the reply did), or
+            // has another caller or recovery replaced it? A replacement has another number.
+            let same = |c: &Channel| {
+                c.id() == channel.id() && c.connection().generation() == channel.connection().generation()
+            };
+            let still_failed = self.current.borrow().as_ref().is_none_or(same);
             if !still_failed {
                 return Ok(()); // another caller, or recovery, reopened it already
             }
