@@ -188,6 +188,9 @@ impl ChannelState {
         let mut failures = Vec::new();
         // A consumer that fails closes the channel, and those restarted before it with it:
         // the pass starts again on the reopened channel, without the one that failed.
+        // A queue in the middle of a failover (a quorum queue electing a leader) refuses
+        // consumers for a moment: a refusal other than "not found" is tried again, a few times.
+        let mut retries = 0u32;
         'pass: loop {
             // A consumer whose RecoveringConsumer is gone is not restarted for nobody.
             lock(&self.consumers).retain(|r| !r.replace.is_closed());
@@ -212,6 +215,18 @@ impl ChannelState {
                     // The new connection died too: the next recovery restores them all.
                     Err(Error::Connection(_)) => break 'pass (restored, failures),
                     Err(error) => {
+                        // The broker's refusal closed the channel (and those restarted on it):
+                        // the pass starts again on a reopened one.
+                        let refused = matches!(error, Error::Channel(ChannelError::ClosedByBroker { .. }));
+                        let for_good = error.reply_code() == Some(amqp_client::codec::ReplyCode::NOT_FOUND);
+                        if refused && !for_good && retries < 10 {
+                            retries += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            if self.reopen(channel.connection()).await.is_err() {
+                                break 'pass (restored, failures);
+                            }
+                            continue 'pass;
+                        }
                         failures.push(format!("consumer {tag} on {queue}: {error}"));
                         lock(&self.consumers).retain(|r| &r.options.consumer_tag != tag);
                         if matches!(error, Error::Channel(ChannelError::ClosedByBroker { .. })) {
