@@ -88,8 +88,8 @@ async fn run_all(args: &Args) -> Results {
                 match outcome {
                     Ok(sample) => {
                         eprintln!(
-                            "{progress}: {:.0} msg/s, {:.2} µs CPU/msg, {:.1} MiB peak RSS",
-                            sample.msg_per_s, sample.cpu_us_per_msg, sample.peak_rss_mib
+                            "{progress}: {:.0} msg/s, {:.2} µs CPU/msg, {:.1} MiB peak RSS, {:.2} switches/msg",
+                            sample.msg_per_s, sample.cpu_us_per_msg, sample.peak_rss_mib, sample.switches_per_msg
                         );
                         results.add(scenario, *client, sample);
                     }

@@ -20,13 +20,16 @@ pub struct Sample {
     /// The resident set when the timed part began, in MiB: what earlier runs left behind
     /// (the runtime, the allocator's arenas), part of every peak.
     pub start_rss_mib: f64,
+    /// Context switches of the process (voluntary and not) per message: where a client's
+    /// CPU goes on this machine, more than into its own code.
+    pub switches_per_msg: f64,
 }
 
 /// A timed part in progress: started by [`Span::start`], ended by [`Span::finish`].
 #[derive(Debug)]
 pub struct Span {
     wall: Instant,
-    cpu: Duration,
+    cpu: Usage,
     rss_kib: u64,
 }
 
@@ -42,13 +45,16 @@ impl Span {
     /// The clocks and the peak since [`Span::start`], for `messages` messages.
     pub fn finish(self, messages: u64) -> Sample {
         let wall = self.wall.elapsed();
-        let cpu = cpu_time().saturating_sub(self.cpu);
+        let usage = cpu_time();
+        let cpu = usage.cpu.saturating_sub(self.cpu.cpu);
+        let switches = usage.switches.saturating_sub(self.cpu.switches);
         let n = messages.max(1) as f64;
         Sample {
             msg_per_s: n / wall.as_secs_f64(),
             cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / n,
             peak_rss_mib: peak_rss().peak_kib() as f64 / 1024.0,
             start_rss_mib: self.rss_kib as f64 / 1024.0,
+            switches_per_msg: switches as f64 / n,
         }
     }
 }
@@ -129,15 +135,25 @@ fn status_kib(key: &str) -> u64 {
 }
 
 /// User plus system CPU time of the whole process, every thread included.
-fn cpu_time() -> Duration {
+/// The process's CPU time and context switches so far.
+#[derive(Debug)]
+struct Usage {
+    cpu: Duration,
+    switches: u64,
+}
+
+fn cpu_time() -> Usage {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
     #[allow(unsafe_code)]
     // SAFETY: `usage` is a live, writable `rusage` the kernel fills whole when getrusage
     // returns 0, and it is read as initialised only in that case.
     let usage = unsafe { (libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) == 0).then(|| usage.assume_init()) };
-    let Some(usage) = usage else { return Duration::ZERO };
+    let Some(usage) = usage else { return Usage { cpu: Duration::ZERO, switches: 0 } };
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
+    Usage {
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        switches: (usage.ru_nvcsw + usage.ru_nivcsw).max(0) as u64,
+    }
 }
 
 /// Gives the heap's free pages back to the system, so that the memory one client freed is

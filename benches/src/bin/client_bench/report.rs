@@ -135,6 +135,7 @@ impl Results {
             cpu_us_per_msg: of(|s| s.cpu_us_per_msg),
             peak_rss_mib: of(|s| s.peak_rss_mib),
             start_rss_mib: of(|s| s.start_rss_mib),
+            switches_per_msg: of(|s| s.switches_per_msg),
         })
     }
 }
