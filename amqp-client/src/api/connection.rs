@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use amqp_codec::{FieldTable, ReplyCode};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::channel::Channel;
 use super::error::Error;
@@ -15,11 +15,9 @@ use super::options::ConnectionOptions;
 use crate::core::command::Command;
 use crate::core::error::ConnectionError;
 use crate::core::tuning::Tuned;
+use crate::driver::link::{Link, Writer};
 use crate::driver::waiters::{Outcome, Reply, Status, Waiters};
 use crate::driver::{self, Request};
-
-/// Requests that may wait for the driver at once; a caller beyond them waits its turn.
-const REQUEST_QUEUE: usize = 1024;
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -42,12 +40,18 @@ pub struct Connection {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) link: Arc<Link>,
     pub(crate) status: watch::Receiver<Status>,
     pub(crate) server_properties: FieldTable,
     pub(crate) tuned: Tuned,
     pub(crate) generation: u64,
     pub(crate) consumer_buffer: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.link.handles_dropped();
+    }
 }
 
 impl Connection {
@@ -61,24 +65,30 @@ impl Connection {
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
         let (host, stream) = connect_any(&options, deadline).await?;
         let core = crate::core::Connection::new(options.handshake.clone(), options.timeouts, Instant::now());
-        let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
         let (status_tx, status) = watch::channel(Status { closed: None, blocked: None });
         let (opened_tx, opened) = oneshot::channel();
         let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("amqp_connection", endpoint = %host, generation, tls = options.tls.is_some());
         let waiters = Waiters::new(status_tx, opened_tx, span.clone());
-        match &options.tls {
+        let link = match &options.tls {
             Some(tls) => {
                 let stream = match tokio::time::timeout_at(deadline, tls.connect(&host, stream)).await {
                     Ok(stream) => stream?,
                     Err(_) => return Err(ConnectionError::Timeout("the TLS handshake").into()),
                 };
-                tokio::spawn(driver::run(core, stream, receiver, waiters));
+                let (reader, writer) = tokio::io::split(stream);
+                let link = Arc::new(Link::new(core, waiters, Box::pin(writer) as Writer));
+                tokio::spawn(driver::run(link.clone(), reader));
+                link
             }
             None => {
-                tokio::spawn(driver::run(core, stream, receiver, waiters));
+                let (reader, writer) = stream.into_split();
+                let link = Arc::new(Link::new(core, waiters, Box::pin(writer) as Writer));
+                tokio::spawn(driver::run(link.clone(), reader));
+                link
             }
-        }
+        };
+
         let (server_properties, tuned) = match tokio::time::timeout_at(deadline, opened).await {
             Ok(Ok(Ok(opened))) => opened,
             Ok(Ok(Err(error))) => return Err(error.into()),
@@ -89,7 +99,7 @@ impl Connection {
             tracing::info!(channel_max = tuned.channel_max, frame_max = tuned.frame_max, heartbeat = ?tuned.heartbeat, "connection open")
         });
         let inner =
-            Inner { requests, status, server_properties, tuned, generation, consumer_buffer: options.consumer_buffer };
+            Inner { link, status, server_properties, tuned, generation, consumer_buffer: options.consumer_buffer };
         Ok(Connection { inner: Arc::new(inner) })
     }
 
@@ -174,15 +184,7 @@ impl Connection {
     }
 
     pub(crate) async fn submit(&self, request: Request) -> Result<(), Error> {
-        // A slot granted just before the driver stopped lets `send` succeed after the driver
-        // dropped its end and emptied the queue: the request then stays in the queue, with
-        // its reply's sender, for as long as any handle to this connection lives — and the
-        // caller waiting for that reply holds one, so it would wait forever. The driver marks
-        // the queue closed before it empties it, so a request still there is seen here.
-        if self.inner.requests.send(request).await.is_err() || self.inner.requests.is_closed() {
-            return Err(self.gone().into());
-        }
-        Ok(())
+        self.inner.link.submit(request).await.map_err(|_| self.gone().into())
     }
 
     pub(crate) async fn outcome<T>(&self, rx: oneshot::Receiver<T>) -> Result<T, Error> {

@@ -3,13 +3,12 @@
 //! [`AckTag`] names its connection and channel, so an ack after a reconnect is an error.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use amqp_codec::method::{BasicCancel, BasicConsume, BasicGet};
 use amqp_codec::{BasicProperties, ChannelId, DeliveryTag, FieldTable, Method, Table};
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::channel::Channel;
 use super::connection::unexpected;
@@ -18,7 +17,8 @@ use super::options::BasicConsumeOptions;
 use crate::core::command::Command;
 use crate::core::event::Message;
 use crate::driver::Request;
-use crate::driver::waiters::{Backlog, ConsumerTx, Outcome, Reply};
+use crate::driver::delivery_queue::{self, ConsumerRx};
+use crate::driver::waiters::{Outcome, Reply};
 
 /// A delivery tag with the connection generation and channel it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,24 +134,12 @@ impl Delivery {
 #[derive(Debug)]
 pub struct Consumer {
     tag: String,
-    deliveries: mpsc::Receiver<Message>,
-    /// The body bytes in `deliveries`, which the driver bounds.
-    backlog: Arc<Backlog>,
+    deliveries: ConsumerRx,
     channel: Channel,
 }
 
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        // Closed first, so that a driver waiting for room sees the queue gone when it wakes.
-        self.deliveries.close();
-        self.backlog.closed();
-    }
-}
-
 impl Consumer {
-    /// A message taken from the queue: its bytes leave the backlog.
     fn received(&self, message: Message) -> Option<Delivery> {
-        self.backlog.take(message.body.len());
         Delivery::new(message, self.channel.clone())
     }
 
@@ -173,7 +161,7 @@ impl Consumer {
     /// The next delivery if one is waiting, without waiting for one. `None` both when none
     /// is waiting and when the consumer has ended; `is_ended` tells them apart.
     pub fn try_next_delivery(&mut self) -> Option<Delivery> {
-        while let Ok(message) = self.deliveries.try_recv() {
+        while let Some(message) = self.deliveries.try_recv() {
             if let Some(d) = self.received(message) {
                 return Some(d);
             }
@@ -183,7 +171,7 @@ impl Consumer {
 
     /// True once the consumer has ended and every delivery it received has been read.
     pub fn is_ended(&self) -> bool {
-        self.deliveries.is_closed() && self.deliveries.is_empty()
+        self.deliveries.is_ended()
     }
 
     /// Cancels the consumer (basic.cancel); deliveries already received stay readable.
@@ -230,10 +218,8 @@ impl Channel {
             ..Default::default()
         };
         let frame = self.encode(method.into())?;
-        let (deliveries_tx, deliveries) = mpsc::channel(self.conn.inner.consumer_buffer);
+        let (deliveries_tx, deliveries) = delivery_queue::channel(self.conn.inner.consumer_buffer);
         let (tx, rx) = oneshot::channel();
-        let backlog = Arc::new(Backlog::default());
-        let deliveries_tx = ConsumerTx { tx: deliveries_tx, backlog: backlog.clone() };
         let reply = Reply::Consume { outcome: tx, deliveries: deliveries_tx };
         self.conn.submit(Request { command: Command::Method { channel: self.id, frame }, reply }).await?;
         let payload = match self.conn.outcome(rx).await? {
@@ -244,7 +230,7 @@ impl Channel {
             Method::BasicConsumeOk(ok) => ok.consumer_tag.to_owned(),
             other => return Err(Error::UnexpectedReply(other.name())),
         };
-        Ok(Consumer { tag, deliveries, backlog, channel: self.clone() })
+        Ok(Consumer { tag, deliveries, channel: self.clone() })
     }
 
     /// basic.cancel by tag.

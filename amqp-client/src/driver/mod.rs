@@ -1,26 +1,26 @@
-//! The tokio driver: one task owns the core `Connection` and the socket, and moves bytes,
-//! timers and requests between them. Every protocol decision is the core's; this loop only
-//! reads, writes (vectored: what is queued together goes out in one write), sleeps until the
-//! core's next deadline, and hands events to `waiters.rs`.
+//! The tokio driver: one task per connection reads the socket, keeps the timer, writes what
+//! handles left queued (vectored: what is queued together goes out in one write) and hands
+//! events to `waiters.rs`. Every protocol decision is the core's. The core itself lives in
+//! `link.rs`, shared with the API's handles, which submit their requests to it directly.
 
+pub mod delivery_queue;
+pub mod link;
 pub mod waiters;
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-use crate::core::Connection;
 use crate::core::command::Command;
-use amqp_codec::ReplyCode;
 
-use waiters::{Reply, Waiters};
+use link::Link;
+use waiters::Reply;
 
-/// A request for the driver: a command for the core and how to answer it.
+/// A request for the core: a command and how to answer it.
 #[derive(Debug)]
 pub struct Request {
     /// The command.
@@ -29,28 +29,26 @@ pub struct Request {
     pub reply: Reply,
 }
 
-/// The driver stops taking requests while this many bytes wait to be written: a publisher
-/// that outruns the socket waits on the bounded request queue instead of growing memory.
-const HIGH_WATER: usize = 1 << 20;
 /// Free space kept in the read buffer before each read.
 const READ_RESERVE: usize = 64 * 1024;
-/// At most this many chunks go into one vectored write.
-const MAX_IOVECS: usize = 64;
-/// Requests taken from the queue in one turn of the loop, at most.
-const REQUESTS_PER_TURN: usize = 256;
 /// After the core closed, how long queued bytes (a close-ok) may take to go out.
 const FLUSH_GRACE: Duration = Duration::from_secs(1);
 
+/// What one turn of the loop may wait for, decided under the lock.
+struct Turn {
+    /// A consumer's queue the held deliveries wait for: reading stops until it has room.
+    stalled_on: Option<delivery_queue::ConsumerTx>,
+    closed: bool,
+    wants_write: bool,
+}
+
 /// Runs a connection until it closes. Returns when every waiter has had its answer.
-pub async fn run<S>(mut core: Connection, io: S, mut requests: mpsc::Receiver<Request>, mut waiters: Waiters)
+pub async fn run<R>(link: Arc<Link>, mut reader: R)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
 {
-    let (mut reader, mut writer) = tokio::io::split(io);
     let mut incoming = BytesMut::with_capacity(READ_RESERVE);
-    let mut outgoing = Outgoing::default();
     let mut closed_at: Option<Instant> = None;
-    let mut requests_open = true;
     let mut reading_paused = false;
     // One timer for the whole life of the connection. It is moved earlier when the core's
     // deadline comes sooner and otherwise left to fire: the heartbeat deadline moves later
@@ -60,132 +58,76 @@ where
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     loop {
-        let now = Instant::now().into_std();
-        while let Some(chunk) = core.poll_transmit(now) {
-            outgoing.push(chunk);
-        }
-        while let Some(event) = core.poll_event() {
-            waiters.dispatch(event);
-        }
-        if waiters.is_stalled() != reading_paused {
-            reading_paused = !reading_paused;
-            core.handle_reading_paused(reading_paused, Instant::now().into_std());
-        }
-        if core.is_closed() {
-            // Nothing will be read again, so a full consumer queue cannot be waited for: what
-            // does not fit is dropped (unacked deliveries are redelivered by the broker).
-            waiters.abandon_stall();
-            let since = *closed_at.get_or_insert_with(Instant::now);
-            if outgoing.is_empty() || since.elapsed() >= FLUSH_GRACE {
-                break;
+        let turn = {
+            let mut state = link.lock();
+            let now = Instant::now().into_std();
+            state.pump(now);
+            if state.waiters.is_stalled() != reading_paused {
+                reading_paused = !reading_paused;
+                state.core.handle_reading_paused(reading_paused, now);
             }
-        }
-        let backlog = outgoing.len + core.pending_transmit();
-        let deadline = core.poll_timeout().map(Instant::from_std);
-        if let Some(at) = deadline.or(closed_at.map(|t| t + FLUSH_GRACE))
-            && armed.is_none_or(|armed| at < armed)
-        {
-            timer.as_mut().reset(at);
-            armed = Some(at);
-        }
+            let closed = state.core.is_closed();
+            if closed {
+                // Nothing will be read again, so a full consumer queue cannot be waited for:
+                // what does not fit is dropped (unacked deliveries are redelivered).
+                state.waiters.abandon_stall();
+                let since = *closed_at.get_or_insert_with(Instant::now);
+                if !state.wants_write() || since.elapsed() >= FLUSH_GRACE {
+                    break;
+                }
+            }
+            let deadline = state.core.poll_timeout().map(Instant::from_std);
+            if let Some(at) = deadline.or(closed_at.map(|t| t + FLUSH_GRACE))
+                && armed.is_none_or(|armed| at < armed)
+            {
+                timer.as_mut().reset(at);
+                armed = Some(at);
+                state.armed = Some(at.into_std());
+            }
+            link.room_made(&mut state);
+            Turn { stalled_on: state.waiters.first_held(), closed, wants_write: state.wants_write() }
+        };
         if incoming.capacity() - incoming.len() < READ_RESERVE / 4 {
             incoming.reserve(READ_RESERVE);
         }
         tokio::select! {
-            written = outgoing.write_some(&mut writer), if !outgoing.is_empty() => {
+            written = poll_fn(|cx| link.lock().poll_write(cx)), if turn.wants_write => {
                 if let Err(e) = written {
-                    outgoing.clear();
-                    core.handle_eof(Instant::now().into_std(), &format!("write failed: {e}"));
+                    let mut state = link.lock();
+                    state.outgoing.clear();
+                    state.core.handle_eof(Instant::now().into_std(), &format!("write failed: {e}"));
                 }
             }
-            read = reader.read_buf(&mut incoming), if !waiters.is_stalled() && !core.is_closed() => {
+            read = reader.read_buf(&mut incoming), if turn.stalled_on.is_none() && !turn.closed => {
                 let now = Instant::now().into_std();
+                let mut state = link.lock();
                 match read {
-                    Ok(0) => core.handle_eof(now, "the broker closed the socket"),
-                    Ok(_) => core.handle_input(now, &mut incoming),
-                    Err(e) => core.handle_eof(now, &format!("read failed: {e}")),
+                    Ok(0) => state.core.handle_eof(now, "the broker closed the socket"),
+                    Ok(_) => state.core.handle_input(now, &mut incoming),
+                    Err(e) => state.core.handle_eof(now, &format!("read failed: {e}")),
                 }
             }
-            request = requests.recv(), if requests_open && backlog < HIGH_WATER && !core.is_closed() => {
-                let now = Instant::now().into_std();
-                match request {
-                    Some(Request { command, reply }) => {
-                        let id = core.submit(now, command);
-                        waiters.insert(id, reply);
-                        // Take what else is waiting in one turn: a publisher's burst costs one
-                        // wake-up, not one per message.
-                        let mut budget = REQUESTS_PER_TURN;
-                        while budget > 0 && outgoing.len + core.pending_transmit() < HIGH_WATER {
-                            let Ok(Request { command, reply }) = requests.try_recv() else { break };
-                            let id = core.submit(now, command);
-                            waiters.insert(id, reply);
-                            budget -= 1;
-                        }
-                    }
-                    None => {
-                        // Every handle is gone: nobody can use the connection, so close it.
-                        requests_open = false;
-                        core.submit(now, Command::Close { code: ReplyCode::REPLY_SUCCESS, text: "client dropped the connection".into() });
-                    }
-                }
+            () = link.driver.notified() => {}
+            () = room(turn.stalled_on.as_ref()), if turn.stalled_on.is_some() => {
+                link.lock().waiters.release_held();
             }
-            () = waiters.unstall(), if waiters.is_stalled() => {}
             () = &mut timer, if armed.is_some() => {
                 armed = None;
-                if !core.is_closed() {
-                    core.handle_timeout(Instant::now().into_std());
+                let mut state = link.lock();
+                state.armed = None;
+                if !state.core.is_closed() {
+                    state.core.handle_timeout(Instant::now().into_std());
                 }
             }
         }
     }
-    let _ = writer.shutdown().await;
+    link.finish();
+    let _ = poll_fn(|cx| link.lock().poll_shutdown(cx)).await;
 }
 
-/// Chunks waiting for the socket, and their total size (the backpressure measure).
-#[derive(Default)]
-struct Outgoing {
-    chunks: VecDeque<Bytes>,
-    len: usize,
-}
-
-impl Outgoing {
-    fn push(&mut self, chunk: Bytes) {
-        self.len += chunk.len();
-        self.chunks.push_back(chunk);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    fn clear(&mut self) {
-        self.chunks.clear();
-        self.len = 0;
-    }
-
-    /// One vectored write of what is queued; drops what went out.
-    async fn write_some<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut n = 0;
-        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-            *slot = IoSlice::new(chunk);
-            n += 1;
-        }
-        let mut written = writer.write_vectored(&slices[..n]).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        self.len -= written;
-        while written > 0 {
-            let Some(front) = self.chunks.front_mut() else { break };
-            if written >= front.len() {
-                written -= front.len();
-                self.chunks.pop_front();
-            } else {
-                front.advance(written);
-                written = 0;
-            }
-        }
-        Ok(())
+/// Resolves once `queue` has room (or its consumer is gone).
+async fn room(queue: Option<&delivery_queue::ConsumerTx>) {
+    if let Some(queue) = queue {
+        queue.room().await;
     }
 }

@@ -3,8 +3,7 @@
 //! decisions: it only matches what the core reports to who asked.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Waker;
 
 // FxHash: the keys are our own sequential ids, so SipHash's flooding defence buys nothing,
 // and it showed in the publish profile.
@@ -12,12 +11,14 @@ use rustc_hash::FxHashMap as HashMap;
 
 use amqp_codec::{ChannelId, DeliveryTag, FieldTable, Method};
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::core::command::RequestId;
 use crate::core::error::{ChannelError, ConnectionError};
 use crate::core::event::{Event, Message};
 use crate::core::tuning::Tuned;
+
+use super::delivery_queue::{ConsumerTx, Refused};
 
 /// What a request resolves to.
 #[derive(Debug)]
@@ -95,75 +96,6 @@ struct Unconfirmed {
     returned: Option<Message>,
 }
 
-/// Body bytes a consumer's queue may hold unread before the driver stops reading the socket:
-/// the delivery count alone (`consumer_buffer`) lets 1 MiB messages pile up to the prefetch,
-/// which showed as the peak RSS of the large-message benchmark. A queue below the limit
-/// takes one more message of any size, so a message larger than the limit still passes.
-pub const CONSUMER_BYTES: usize = 4 << 20;
-
-/// The body bytes waiting in one consumer's queue: added by the driver as it queues a
-/// delivery, taken away by the consumer as it reads one.
-#[derive(Debug, Default)]
-pub struct Backlog {
-    bytes: AtomicUsize,
-    /// Signalled when the queue falls below [`CONSUMER_BYTES`] or the consumer goes away.
-    drained: Notify,
-}
-
-impl Backlog {
-    fn has_room(&self) -> bool {
-        self.bytes.load(Ordering::Acquire) < CONSUMER_BYTES
-    }
-
-    /// The consumer read a message of `len` body bytes.
-    pub fn take(&self, len: usize) {
-        let before = self.bytes.fetch_sub(len, Ordering::AcqRel);
-        if before >= CONSUMER_BYTES && before - len < CONSUMER_BYTES {
-            self.drained.notify_one();
-        }
-    }
-
-    /// The consumer is gone: a driver waiting for room must look again.
-    pub fn closed(&self) {
-        self.drained.notify_one();
-    }
-
-    /// Resolves once the queue has room, or its consumer is gone.
-    async fn room(&self, tx: &mpsc::Sender<Message>) {
-        while !tx.is_closed() && !self.has_room() {
-            self.drained.notified().await;
-        }
-    }
-}
-
-/// The sending side of a consumer's queue.
-#[derive(Debug, Clone)]
-pub struct ConsumerTx {
-    /// The deliveries.
-    pub tx: mpsc::Sender<Message>,
-    /// Their body bytes.
-    pub backlog: Arc<Backlog>,
-}
-
-impl ConsumerTx {
-    /// Queues `message` unless the queue is full by count or by bytes.
-    fn offer(&self, message: Message) -> Result<(), mpsc::error::TrySendError<Message>> {
-        // A dropped consumer's bytes are never taken back: its queue is closed, not full.
-        if self.tx.is_closed() {
-            return Err(mpsc::error::TrySendError::Closed(message));
-        }
-        if !self.backlog.has_room() {
-            return Err(mpsc::error::TrySendError::Full(message));
-        }
-        let len = message.body.len();
-        // Counted before it is sent: the consumer may read and take it away at once.
-        self.backlog.bytes.fetch_add(len, Ordering::AcqRel);
-        self.tx.try_send(message).inspect_err(|_| {
-            self.backlog.bytes.fetch_sub(len, Ordering::AcqRel);
-        })
-    }
-}
-
 /// Connection-wide state the API reads.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -188,6 +120,9 @@ pub struct Waiters {
     /// Deliveries waiting, in order, behind one whose consumer's queue was full; the driver
     /// stops reading until they fit, which bounds them by one read buffer.
     held: VecDeque<(ConsumerTx, Message)>,
+    /// Consumers given a delivery since the last `wake_consumers`: each is woken once per
+    /// batch, not once per message.
+    to_wake: Vec<Waker>,
     status: watch::Sender<Status>,
     opened: Option<oneshot::Sender<Result<(FieldTable, Tuned), ConnectionError>>>,
     /// The connection is over: a delivery that does not fit is dropped, not waited for.
@@ -211,6 +146,7 @@ impl Waiters {
             consumers: HashMap::default(),
             unconfirmed: HashMap::default(),
             held: VecDeque::new(),
+            to_wake: Vec::new(),
             status,
             opened: Some(opened),
             closing: false,
@@ -392,11 +328,16 @@ impl Waiters {
             return;
         }
         match tx.offer(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) if self.closing => {}
-            Err(mpsc::error::TrySendError::Full(message)) => self.held.push_back((tx.clone(), message)),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Ok(waker) => self.to_wake.extend(waker),
+            Err(Refused::Full(_)) if self.closing => {}
+            Err(Refused::Full(message)) => self.held.push_back((tx.clone(), message)),
+            Err(Refused::Closed) => {}
         }
+    }
+
+    /// Wakes the consumers that were given deliveries since the last call.
+    pub fn wake_consumers(&mut self) {
+        self.to_wake.drain(..).for_each(Waker::wake);
     }
 
     /// True while deliveries wait for a full consumer queue: the driver stops reading.
@@ -408,31 +349,31 @@ impl Waiters {
     pub fn abandon_stall(&mut self) {
         self.closing = true;
         for (tx, message) in core::mem::take(&mut self.held) {
-            let _ = tx.offer(message);
+            if let Ok(waker) = tx.offer(message) {
+                self.to_wake.extend(waker);
+            }
         }
+        self.wake_consumers();
     }
 
-    /// Waits until the first held delivery fits its consumer's queue, then hands over as many
-    /// held deliveries as fit.
-    pub async fn unstall(&mut self) {
-        let Some((first, _)) = self.held.front() else { return };
-        let first = first.clone();
-        first.backlog.room(&first.tx).await;
-        let permit = first.tx.clone().reserve_owned().await;
-        let Some((_, message)) = self.held.pop_front() else { return };
-        if let Ok(permit) = permit {
-            first.backlog.bytes.fetch_add(message.body.len(), Ordering::AcqRel);
-            permit.send(message);
-        }
+    /// The queue the first held delivery waits for: once it has room, `release_held`.
+    pub fn first_held(&self) -> Option<ConsumerTx> {
+        self.held.front().map(|(tx, _)| tx.clone())
+    }
+
+    /// Hands over held deliveries, in order, as long as they fit.
+    pub fn release_held(&mut self) {
         while let Some((tx, message)) = self.held.pop_front() {
             match tx.offer(message) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                Err(mpsc::error::TrySendError::Full(message)) => {
+                Ok(waker) => self.to_wake.extend(waker),
+                Err(Refused::Closed) => {}
+                Err(Refused::Full(message)) => {
                     self.held.push_front((tx, message));
-                    return;
+                    break;
                 }
             }
         }
+        self.wake_consumers();
     }
 }
 
@@ -444,55 +385,4 @@ fn settle(u: Unconfirmed, ack: bool) {
         (false, _) => Confirmation::Nack,
     };
     let _ = u.confirm.send(Ok(verdict));
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // tests may unwrap
-    use super::*;
-
-    fn message(len: usize) -> Message {
-        Message { method: Bytes::new(), header: Bytes::new(), body: Bytes::from(vec![7u8; len]) }
-    }
-
-    #[tokio::test]
-    async fn a_consumer_queue_is_bounded_by_body_bytes_and_frees_as_it_is_read() {
-        let (tx, mut rx) = mpsc::channel(100);
-        let queue = ConsumerTx { tx, backlog: Arc::new(Backlog::default()) };
-        let big = CONSUMER_BYTES / 2;
-        queue.offer(message(big)).unwrap();
-        queue.offer(message(big - 1)).unwrap();
-        // Below the limit by a byte: one more of any size fits.
-        queue.offer(message(CONSUMER_BYTES)).unwrap();
-        assert!(matches!(queue.offer(message(1)), Err(mpsc::error::TrySendError::Full(_))), "over the limit");
-        for _ in 0..2 {
-            let taken = rx.recv().await.unwrap();
-            queue.backlog.take(taken.body.len());
-        }
-        assert!(!queue.backlog.has_room(), "the large message still fills it");
-        let room = queue.backlog.room(&queue.tx);
-        let taken = rx.recv().await.unwrap();
-        queue.backlog.take(taken.body.len());
-        room.await;
-        queue.offer(message(1)).unwrap();
-        assert_eq!(queue.backlog.bytes.load(Ordering::Acquire), 1);
-    }
-
-    #[tokio::test]
-    async fn waiting_for_room_ends_when_the_consumer_goes_away() {
-        let (tx, mut rx) = mpsc::channel(100);
-        let queue = ConsumerTx { tx, backlog: Arc::new(Backlog::default()) };
-        queue.offer(message(CONSUMER_BYTES)).unwrap();
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.backlog.room(&queue.tx).await }
-        });
-        rx.close();
-        queue.backlog.closed();
-        tokio::time::timeout(std::time::Duration::from_secs(30), waiting).await.unwrap().unwrap();
-        assert!(
-            matches!(queue.offer(message(1)), Err(mpsc::error::TrySendError::Closed(_))),
-            "a gone consumer's queue is closed, not full, so the driver does not stall on it"
-        );
-    }
 }
