@@ -144,6 +144,42 @@ async fn prefetch_limits_unacked_deliveries_per_consumer_and_globally() {
     conn.close().await.unwrap();
 }
 
+/// An ack made while more deliveries wait may wait for theirs to share a write; it must still
+/// reach the broker when the consumer reads nothing more (here: the broker then sends the
+/// message the prefetch held back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_made_while_deliveries_wait_reaches_the_broker_though_nothing_more_is_read() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    // On a connection of its own: any request on the consumer's would carry the ack out.
+    let watcher = Connection::connect(&uri()).await.unwrap();
+    let observer = watcher.open_channel().await.unwrap();
+    let q = ch
+        .queue_declare(&unique_name("batched-ack"), QueueDeclareOptions::default(), &FieldTable::new())
+        .await
+        .unwrap();
+    for i in 0..3u32 {
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), i.to_string())
+            .await
+            .unwrap();
+    }
+    wait_for_count(&observer, &q.name, 3).await;
+    ch.basic_qos(2, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch.basic_consume(&q.name, BasicConsumeOptions::default(), &FieldTable::new()).await.unwrap();
+    // Both deliveries the prefetch allows arrive; the third stays ready in the queue.
+    wait_for_count(&observer, &q.name, 1).await;
+    let first = consumer.next_delivery().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.ack().await.unwrap();
+    // The ack frees a prefetch slot, so the broker sends the third: the queue runs empty.
+    wait_for_count(&observer, &q.name, 0).await;
+    let rest: Vec<_> = std::iter::from_fn(|| consumer.try_next_delivery()).map(|d| d.body().clone()).collect();
+    assert_eq!(rest, [&b"1"[..], b"2"], "the one that waited, then the one the ack let through");
+    observer.queue_delete(&q.name, QueueDeleteOptions::default()).await.unwrap();
+    conn.close().await.unwrap();
+    watcher.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn unbind_stops_routing_and_cancel_ends_the_stream() {
     let conn = Connection::connect(&uri()).await.unwrap();

@@ -266,27 +266,34 @@ impl Channel {
     /// basic.ack for a delivery of this channel. Returns once the ack is queued for the
     /// socket: the protocol has no answer to an ack, so there is nothing more to wait for.
     pub async fn basic_ack(&self, tag: AckTag, multiple: bool) -> Result<(), Error> {
-        self.ack_with(tag, multiple, Verdict::Ack).await
+        self.ack_with(tag, multiple, Verdict::Ack, false).await
     }
 
     /// basic.nack (RabbitMQ) for a delivery of this channel; queued as `basic_ack` is.
     pub async fn basic_nack(&self, tag: AckTag, multiple: bool, requeue: bool) -> Result<(), Error> {
-        self.ack_with(tag, multiple, Verdict::Nack { requeue }).await
+        self.ack_with(tag, multiple, Verdict::Nack { requeue }, false).await
     }
 
     /// basic.reject for a delivery of this channel; queued as `basic_ack` is.
     pub async fn basic_reject(&self, tag: AckTag, requeue: bool) -> Result<(), Error> {
-        self.ack_with(tag, false, Verdict::Reject { requeue }).await
+        self.ack_with(tag, false, Verdict::Reject { requeue }, false).await
     }
 
     /// Queues an ack, nack or reject without a round trip to the driver: nobody answers it.
-    async fn ack_with(&self, tag: AckTag, multiple: bool, verdict: Verdict) -> Result<(), Error> {
+    /// `batch`: more deliveries wait for the caller, so the next ack is coming.
+    pub(crate) async fn ack_with(
+        &self,
+        tag: AckTag,
+        multiple: bool,
+        verdict: Verdict,
+        batch: bool,
+    ) -> Result<(), Error> {
         let tag = self.own(tag)?;
         if let Some(error) = self.close_reason() {
             return Err(error.into());
         }
         let command = Command::Ack { channel: self.id, tag, multiple, verdict };
-        self.conn.submit(Request { command, reply: Reply::Nothing }).await
+        self.conn.submit(Request { command, reply: Reply::Nothing, batch }).await
     }
 
     /// The wire tag of a delivery of this channel; a tag of another channel or connection

@@ -179,7 +179,7 @@ impl Connection {
 
     pub(crate) async fn request(&self, command: Command) -> Result<Outcome, Error> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Request { command, reply: Reply::Once(tx) }).await?;
+        self.submit(Request::new(command, Reply::Once(tx))).await?;
         self.outcome(rx).await
     }
 

@@ -14,10 +14,10 @@ use super::channel::Channel;
 use super::connection::unexpected;
 use super::error::Error;
 use super::options::BasicConsumeOptions;
-use crate::core::command::Command;
+use crate::core::command::{Command, Verdict};
 use crate::core::event::Message;
 use crate::driver::Request;
-use crate::driver::delivery_queue::{self, ConsumerRx};
+use crate::driver::delivery_queue::{self, ConsumerRx, Waiting};
 use crate::driver::waiters::{Outcome, Reply};
 
 /// A delivery tag with the connection generation and channel it belongs to.
@@ -38,6 +38,8 @@ pub struct Delivery {
     tag: AckTag,
     redelivered: bool,
     channel: Channel,
+    /// The queue of the consumer it came from (none for basic.get).
+    queue: Option<Waiting>,
 }
 
 impl Delivery {
@@ -49,7 +51,7 @@ impl Delivery {
             _ => return None,
         };
         let tag = AckTag { generation: channel.conn.generation(), channel: channel.id, tag };
-        Some(Delivery { message, tag, redelivered, channel })
+        Some(Delivery { message, tag, redelivered, channel, queue: None })
     }
 
     /// The body, sharing the buffer it was read into.
@@ -114,18 +116,25 @@ impl Delivery {
     }
 
     /// Acknowledges it.
+    ///
+    /// While more deliveries wait in its consumer's queue, the ack may wait for theirs (2 ms
+    /// at most) to go out in one write; otherwise it is written at once.
     pub async fn ack(&self) -> Result<(), Error> {
-        self.channel.basic_ack(self.tag, false).await
+        self.channel.ack_with(self.tag, false, Verdict::Ack, self.more_waiting()).await
     }
 
     /// Rejects it (RabbitMQ's basic.nack), requeued or dead-lettered.
     pub async fn nack(&self, requeue: bool) -> Result<(), Error> {
-        self.channel.basic_nack(self.tag, false, requeue).await
+        self.channel.ack_with(self.tag, false, Verdict::Nack { requeue }, self.more_waiting()).await
     }
 
     /// Rejects it (basic.reject).
     pub async fn reject(&self, requeue: bool) -> Result<(), Error> {
-        self.channel.basic_reject(self.tag, requeue).await
+        self.channel.ack_with(self.tag, false, Verdict::Reject { requeue }, self.more_waiting()).await
+    }
+
+    fn more_waiting(&self) -> bool {
+        self.queue.as_ref().is_some_and(Waiting::any)
     }
 }
 
@@ -140,7 +149,9 @@ pub struct Consumer {
 
 impl Consumer {
     fn received(&self, message: Message) -> Option<Delivery> {
-        Delivery::new(message, self.channel.clone())
+        let mut delivery = Delivery::new(message, self.channel.clone())?;
+        delivery.queue = Some(self.deliveries.waiting());
+        Some(delivery)
     }
 
     /// The consumer tag.
@@ -221,7 +232,7 @@ impl Channel {
         let (deliveries_tx, deliveries) = delivery_queue::channel(self.conn.inner.consumer_buffer);
         let (tx, rx) = oneshot::channel();
         let reply = Reply::Consume { outcome: tx, deliveries: deliveries_tx };
-        self.conn.submit(Request { command: Command::Method { channel: self.id, frame }, reply }).await?;
+        self.conn.submit(Request::new(Command::Method { channel: self.id, frame }, reply)).await?;
         let payload = match self.conn.outcome(rx).await? {
             Outcome::Reply(payload) => payload,
             other => return Err(unexpected(other)),

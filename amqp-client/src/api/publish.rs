@@ -86,7 +86,7 @@ impl Channel {
         let (confirm_tx, confirm) = oneshot::channel();
         let reply = Reply::Publish { confirm: confirm_tx, mandatory };
         let command = Command::Publish { channel: self.id, prefix, body };
-        self.conn.submit(Request { command, reply }).await?;
+        self.conn.submit(Request::new(command, reply)).await?;
         Ok(PublishConfirm { confirm, channel: self.clone() })
     }
 }

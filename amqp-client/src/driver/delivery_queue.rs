@@ -128,6 +128,18 @@ impl ConsumerTx {
     }
 }
 
+/// Tells whether deliveries wait in a consumer's queue: an ack while some do is followed by
+/// more, so it may wait to share their write.
+#[derive(Debug, Clone)]
+pub struct Waiting(Arc<Shared>);
+
+impl Waiting {
+    /// True while at least one delivery waits to be read.
+    pub fn any(&self) -> bool {
+        !self.0.lock().items.is_empty()
+    }
+}
+
 /// The consumer's end of its queue.
 #[derive(Debug)]
 pub struct ConsumerRx {
@@ -149,6 +161,11 @@ impl ConsumerRx {
             slot => *slot = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+
+    /// What tells whether deliveries wait here.
+    pub fn waiting(&self) -> Waiting {
+        Waiting(self.shared.clone())
     }
 
     /// The next message, or `None` once the senders are gone and the queue is empty.

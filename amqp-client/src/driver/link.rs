@@ -35,6 +35,8 @@ const MAX_IOVECS: usize = 64;
 /// are left for the driver to gather. About the cost of waking the driver's thread here: below
 /// it, the next request is likely to come before that wake-up would have, and share its write.
 const SPARSE: Duration = Duration::from_micros(50);
+/// How long a batched request's frames may wait for the next ones to share their write.
+pub const BATCH_WAIT: Duration = Duration::from_millis(2);
 
 /// The driver has ended: a request can no longer be taken.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +68,9 @@ pub struct State {
     writer: Writer,
     /// Written without a flush since: a TLS stream may hold the bytes until flushed.
     needs_flush: bool,
+    /// The last write would have blocked: the socket holds a waker for when it has room,
+    /// which must be the driver's, so handles leave the writing to it until then.
+    write_blocked: bool,
     /// The driver has ended: nothing will be read or written again.
     pub(super) finished: bool,
     /// When the last request was submitted.
@@ -75,6 +80,8 @@ pub struct State {
     /// The deadline the driver's timer is set for, so that a handle can tell it of an
     /// earlier one.
     pub(super) armed: Option<Instant>,
+    /// Batched bytes wait in `outgoing` no later than this.
+    pub(super) flush_by: Option<Instant>,
 }
 
 impl Link {
@@ -86,10 +93,12 @@ impl Link {
             outgoing: Outgoing::default(),
             writer,
             needs_flush: false,
+            write_blocked: false,
             finished: false,
             last_request: None,
             room_wanted: false,
             armed: None,
+            flush_by: None,
         };
         Link { state: Mutex::new(state), driver: Notify::new(), room: Notify::new() }
     }
@@ -127,19 +136,26 @@ impl Link {
             state.room_wanted = true;
             return None;
         }
-        let Request { command, reply } = request.take()?;
+        let Request { command, reply, batch } = request.take()?;
+        // An ack is written at once (when nothing is queued): nothing answers it, and a
+        // consumer's thread would otherwise wake the driver's for every one.
+        let settles = matches!(reply, super::waiters::Reply::Nothing);
         let now = Instant::now();
         let id = state.core.submit(now, command);
         state.waiters.insert(id, reply);
-        let sparse = state.last_request.is_none_or(|last| now.duration_since(last) >= SPARSE);
+        let sparse = settles || state.last_request.is_none_or(|last| now.duration_since(last) >= SPARSE);
         state.last_request = Some(now);
-        let idle = state.outgoing.is_empty() && !state.needs_flush;
+        let idle = !state.write_blocked;
         state.pump(now);
-        if sparse && idle && !state.outgoing.is_empty() {
-            state.write_now();
-        }
-        let wake = !state.outgoing.is_empty()
-            || state.needs_flush
+        let wake_to_write = if batch {
+            state.wait_for_company(now)
+        } else {
+            if sparse && idle && state.wants_write() {
+                state.write_now();
+            }
+            state.wants_write()
+        };
+        let wake = wake_to_write
             || state.core.is_closed()
             || state.core.poll_timeout().is_some_and(|at| state.armed.is_none_or(|armed| at < armed));
         drop(state);
@@ -187,6 +203,22 @@ impl State {
         self.waiters.wake_consumers();
     }
 
+    /// Leaves queued bytes for the next request's write, or the driver's, no later than
+    /// [`BATCH_WAIT`] from `now`. True if the driver must be woken to set its timer for it.
+    fn wait_for_company(&mut self, now: Instant) -> bool {
+        if !self.wants_write() {
+            return false;
+        }
+        let by = now + BATCH_WAIT;
+        match self.flush_by {
+            Some(at) if at <= by => false,
+            _ => {
+                self.flush_by = Some(by);
+                self.armed.is_none_or(|armed| armed > by)
+            }
+        }
+    }
+
     /// Bytes waiting to be written, in the core and here.
     pub(super) fn backlog(&self) -> usize {
         self.outgoing.len + self.core.pending_transmit()
@@ -204,6 +236,12 @@ impl State {
 
     /// Writes queued bytes until none are left or the socket would block, then flushes.
     pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = self.poll_write_all(cx);
+        self.write_blocked = result.is_pending();
+        result
+    }
+
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.outgoing.is_empty() {
             let written = std::task::ready!(self.outgoing.poll_write_some(self.writer.as_mut(), cx))?;
             self.needs_flush = true;

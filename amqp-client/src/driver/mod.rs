@@ -27,6 +27,16 @@ pub struct Request {
     pub command: Command,
     /// How its outcome reaches the caller.
     pub reply: Reply,
+    /// The caller will submit again at once (a consumer acking while more deliveries wait
+    /// for it): its frames may wait, up to [`link::BATCH_WAIT`], to share a write.
+    pub batch: bool,
+}
+
+impl Request {
+    /// A request written as soon as the traffic allows.
+    pub fn new(command: Command, reply: Reply) -> Request {
+        Request { command, reply, batch: false }
+    }
 }
 
 /// Free space kept in the read buffer before each read.
@@ -76,7 +86,11 @@ where
                     break;
                 }
             }
-            let deadline = state.core.poll_timeout().map(Instant::from_std);
+            let deadline = match (state.core.poll_timeout(), state.flush_by) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(Instant::from_std);
             if let Some(at) = deadline.or(closed_at.map(|t| t + FLUSH_GRACE))
                 && armed.is_none_or(|armed| at < armed)
             {
@@ -115,6 +129,8 @@ where
                 armed = None;
                 let mut state = link.lock();
                 state.armed = None;
+                // Bytes left to wait for company go out on this turn.
+                state.flush_by = None;
                 if !state.core.is_closed() {
                     state.core.handle_timeout(Instant::now().into_std());
                 }

@@ -204,6 +204,13 @@ impl Waiters {
                     }
                     _ => tracing::debug!(parent: &self.span, %channel, %error, "channel closed"),
                 }
+                // The core closes each channel before it reports the connection closed: a
+                // consumer whose stream ends here must already read why from the connection.
+                if let ChannelError::Connection(reason) = &error
+                    && self.status.borrow().closed.is_none()
+                {
+                    self.status.send_modify(|s| s.closed = Some(reason.clone()));
+                }
                 if let Some(tx) = self.channels.remove(&channel.0) {
                     let _ = tx.send(Some(error));
                 }
