@@ -158,10 +158,13 @@ async fn an_ack_made_while_deliveries_wait_reaches_the_broker_though_nothing_mor
         .queue_declare(&unique_name("batched-ack"), QueueDeclareOptions::default(), &FieldTable::new())
         .await
         .unwrap();
+    // Confirmed, so that they are out before the part under test.
+    let publisher = conn.open_channel().await.unwrap();
+    publisher.confirm_select().await.unwrap();
     for i in 0..3u32 {
-        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), i.to_string())
-            .await
-            .unwrap();
+        let props = BasicProperties::default();
+        let confirm = publisher.basic_publish("", &q.name, BasicPublishOptions::default(), &props, i.to_string());
+        assert_eq!(confirm.await.unwrap().wait().await.unwrap(), Confirmation::Ack);
     }
     wait_for_count(&observer, &q.name, 3).await;
     ch.basic_qos(2, BasicQosOptions::default()).await.unwrap();
@@ -175,6 +178,28 @@ async fn an_ack_made_while_deliveries_wait_reaches_the_broker_though_nothing_mor
     wait_for_count(&observer, &q.name, 0).await;
     let rest: Vec<_> = std::iter::from_fn(|| consumer.try_next_delivery()).map(|d| d.body().clone()).collect();
     assert_eq!(rest, [&b"1"[..], b"2"], "the one that waited, then the one the ack let through");
+    observer.queue_delete(&q.name, QueueDeleteOptions::default()).await.unwrap();
+    conn.close().await.unwrap();
+    watcher.close().await.unwrap();
+}
+
+/// Publishes in a burst gather to share writes; the last of a burst must still reach the
+/// broker when the publisher then waits for nothing (no confirm, no reply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_of_a_publish_burst_reaches_the_broker_though_the_publisher_waits_for_nothing() {
+    let conn = Connection::connect(&uri()).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    // On a connection of its own: any request on the publisher's would carry the tail out.
+    let watcher = Connection::connect(&uri()).await.unwrap();
+    let observer = watcher.open_channel().await.unwrap();
+    let q =
+        ch.queue_declare(&unique_name("burst-tail"), QueueDeclareOptions::default(), &FieldTable::new()).await.unwrap();
+    for i in 0..50u32 {
+        ch.basic_publish("", &q.name, BasicPublishOptions::default(), &BasicProperties::default(), i.to_string())
+            .await
+            .unwrap();
+    }
+    wait_for_count(&observer, &q.name, 50).await;
     observer.queue_delete(&q.name, QueueDeleteOptions::default()).await.unwrap();
     conn.close().await.unwrap();
     watcher.close().await.unwrap();

@@ -188,7 +188,13 @@ impl Connection {
     }
 
     pub(crate) async fn outcome<T>(&self, rx: oneshot::Receiver<T>) -> Result<T, Error> {
+        self.flush();
         rx.await.map_err(|_| self.gone().into())
+    }
+
+    /// Writes what a burst left gathered: the caller is about to wait for an answer.
+    pub(crate) fn flush(&self) {
+        self.inner.link.flush();
     }
 
     /// The error for a request the driver will never answer.

@@ -161,10 +161,23 @@ impl Consumer {
 
     /// The next delivery, or `None` once the consumer has ended.
     pub async fn next_delivery(&mut self) -> Option<Delivery> {
+        std::future::poll_fn(|cx| self.poll_delivery(cx)).await
+    }
+
+    fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         loop {
-            let message = self.deliveries.recv().await?;
-            if let Some(d) = self.received(message) {
-                return Some(d);
+            match self.deliveries.poll_recv(cx) {
+                Poll::Ready(Some(message)) => {
+                    if let Some(d) = self.received(message) {
+                        return Poll::Ready(Some(d));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    // Acks made while deliveries waited go out before this task sleeps.
+                    self.channel.conn.flush();
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -195,17 +208,7 @@ impl futures_core::Stream for Consumer {
     type Item = Delivery;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        loop {
-            match self.deliveries.poll_recv(cx) {
-                Poll::Ready(Some(message)) => {
-                    if let Some(d) = self.received(message) {
-                        return Poll::Ready(Some(d));
-                    }
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.poll_delivery(cx)
     }
 }
 

@@ -30,6 +30,7 @@ impl PublishConfirm {
     pub async fn wait(self) -> Result<Confirmation, Error> {
         // No verdict will come once the channel or connection has ended: say which did.
         let channel = self.channel;
+        channel.conn.flush();
         match self.confirm.await {
             Ok(verdict) => verdict.map_err(Error::from),
             Err(_) => Err(match channel.close_reason() {
@@ -44,6 +45,10 @@ impl Channel {
     /// basic.publish. Returns once the message is in the connection's queue, in order; in
     /// confirm mode, await the returned [`PublishConfirm`] for the broker's verdict. When the
     /// socket falls behind, this waits (the queue is bounded).
+    ///
+    /// A publish after a pause is written at once. One in a burst may wait to share a write:
+    /// until 16 KiB have gathered, until this task waits for a confirm or another answer, or
+    /// 2 ms at the most.
     ///
     /// ```no_run
     /// # async fn demo(channel: amqp_client::api::Channel) -> Result<(), amqp_client::api::Error> {

@@ -169,6 +169,7 @@ impl ConsumerRx {
     }
 
     /// The next message, or `None` once the senders are gone and the queue is empty.
+    #[cfg(test)]
     pub async fn recv(&mut self) -> Option<Message> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }

@@ -2,12 +2,18 @@
 //! the bytes waiting for the socket and the socket's writing half.
 //!
 //! A handle submits its command itself, under the lock, instead of sending it to the driver
-//! over a queue. When traffic is sparse (nothing waits to be written and the last request is
-//! a while ago) it also writes the frames itself, at once: a publish awaited for its confirm,
-//! or an RPC, then costs one write and no wake-up of the driver's thread, which on this
-//! machine cost more than the rest of the round trip. In a burst it only queues and wakes the
-//! driver, which writes what gathered in one vectored write. Reading, timers and everything
-//! after the socket fails stay with the driver (`mod.rs`).
+//! over a queue, and decides when its frames are written:
+//! - sparse traffic (the last request is [`SPARSE`] ago or more), and acks with no more
+//!   deliveries waiting: written at once from the caller's task. A publish awaited for its
+//!   confirm, or an RPC, then costs one write and no wake-up of the driver's thread, which
+//!   here cost more than the rest of the round trip;
+//! - a burst (and an ack while more deliveries wait): gathered. The caller writes once
+//!   [`WRITE_AT`] bytes wait, or when it is about to wait for an answer (`flush`: a confirm,
+//!   an RPC reply, a consumer's next delivery); otherwise the driver's timer writes them
+//!   [`BATCH_WAIT`] later at the most.
+//!
+//! While the socket is full, its waker must be the driver's, so handles only queue.
+//! Reading, timers and everything after the socket fails stay with the driver (`mod.rs`).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -37,6 +43,8 @@ const MAX_IOVECS: usize = 64;
 const SPARSE: Duration = Duration::from_micros(50);
 /// How long a batched request's frames may wait for the next ones to share their write.
 pub const BATCH_WAIT: Duration = Duration::from_millis(2);
+/// In a burst, the caller writes once this many bytes have gathered.
+const WRITE_AT: usize = 16 * 1024;
 
 /// The driver has ended: a request can no longer be taken.
 #[derive(Debug, Clone, Copy)]
@@ -147,10 +155,10 @@ impl Link {
         state.last_request = Some(now);
         let idle = !state.write_blocked;
         state.pump(now);
-        let wake_to_write = if batch {
-            state.wait_for_company(now)
+        let wake_to_write = if batch || !sparse {
+            state.gather(now)
         } else {
-            if sparse && idle && state.wants_write() {
+            if idle && state.wants_write() {
                 state.write_now();
             }
             state.wants_write()
@@ -163,6 +171,14 @@ impl Link {
             self.driver.notify_one();
         }
         Some(Ok(()))
+    }
+
+    /// Writes what waits to be written: the caller is about to wait for an answer.
+    pub fn flush(&self) {
+        let wake = self.lock().flush();
+        if wake {
+            self.driver.notify_one();
+        }
     }
 
     /// Every handle is gone: nobody can use the connection, so close it.
@@ -201,6 +217,27 @@ impl State {
             self.waiters.dispatch(event);
         }
         self.waiters.wake_consumers();
+    }
+
+    /// In a burst: writes from the caller's task once [`WRITE_AT`] bytes have gathered, and
+    /// otherwise leaves them for company. True if the driver must be woken.
+    fn gather(&mut self, now: Instant) -> bool {
+        if !self.write_blocked && self.outgoing.len >= WRITE_AT {
+            self.write_now();
+        }
+        self.wait_for_company(now)
+    }
+
+    /// Writes what waits, from the caller's task, or wakes the driver for it when the socket
+    /// is full: the caller is about to wait for an answer to it.
+    fn flush(&mut self) -> bool {
+        if !self.wants_write() {
+            return false;
+        }
+        if !self.write_blocked {
+            self.write_now();
+        }
+        self.wants_write()
     }
 
     /// Leaves queued bytes for the next request's write, or the driver's, no later than
