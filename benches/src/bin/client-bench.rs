@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin client-bench -- [--json] [--rounds N] [--scale F]
-//!     [--only CLIENT:SCENARIO]... [--broker HOST:PORT]
+//!     [--only CLIENT:SCENARIO]... [--broker HOST:PORT] [--in-task]
 //! ```
+//!
+//! Runs happen on the main thread, in `block_on`; `--in-task` puts each on a spawned task
+//! instead, on the runtime's worker threads, where a service's handlers usually run.
 //!
 //! Each run connects, declares a fresh queue and (for `consume_ack`) fills it, untimed; then
 //! times its part alone, and deletes the queue. A publish ends when a passive queue.declare
@@ -36,7 +39,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 const SETTLE: Duration = Duration::from_millis(500);
 
 const USAGE: &str = "usage: client-bench [--json] [--rounds N] [--scale F] [--only CLIENT:SCENARIO]... \
-[--broker HOST:PORT]
+[--broker HOST:PORT] [--in-task]
   CLIENT: ours, lapin, amqprs or *; SCENARIO: publish, publish_confirms, publish_confirm_each,
   consume_ack, large_1mib or *";
 
@@ -62,8 +65,10 @@ fn main() -> ExitCode {
         print!("{}", results.json_lines());
     } else {
         println!(
-            "client-bench: {} round(s), scale {}, clients in the same process one at a time (lapin 4.12, amqprs 2.1)",
-            args.rounds, args.scale
+            "client-bench: {} round(s), scale {}, clients in the same process one at a time (lapin 4.12, amqprs 2.1), runs {}",
+            args.rounds,
+            args.scale,
+            if args.in_task { "on a spawned task" } else { "on the main thread" }
         );
         println!("peak RSS: {}\n", measure::rss_method());
         print!("{}", results.table());
@@ -80,7 +85,8 @@ async fn run_all(args: &Args) -> Results {
                     continue;
                 }
                 let plan = Plan::new(*client, scenario, args.scale, &args.broker);
-                let outcome = match tokio::time::timeout(RUN_TIMEOUT, run_one(*client, &plan)).await {
+                let run = run_placed(*client, &plan, args.in_task);
+                let outcome = match tokio::time::timeout(RUN_TIMEOUT, run).await {
                     Ok(outcome) => outcome.map_err(|e| e.to_string()),
                     Err(_) => Err(format!("no result after {RUN_TIMEOUT:?}: hung")),
                 };
@@ -108,6 +114,19 @@ async fn run_all(args: &Args) -> Results {
     results
 }
 
+/// One run, on the main thread (in `block_on`, as a small program does) or, with
+/// `--in-task`, on a task of the runtime's own threads (as a service's handlers usually run).
+async fn run_placed(client: Client, plan: &Plan, in_task: bool) -> RunResult {
+    if !in_task {
+        return run_one(client, plan).await;
+    }
+    let plan = plan.clone();
+    match tokio::spawn(async move { run_one(client, &plan).await }).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(format!("the run's task failed: {e}").into()),
+    }
+}
+
 async fn run_one(client: Client, plan: &Plan) -> RunResult {
     match client {
         Client::Ours => ours::run(plan).await,
@@ -123,6 +142,8 @@ struct Args {
     scale: f64,
     /// (client, scenario) filters; `*` matches any. Empty runs everything.
     only: Vec<(String, String)>,
+    /// Each run on a spawned task rather than the main thread.
+    in_task: bool,
     broker: Broker,
 }
 
@@ -133,12 +154,14 @@ impl Args {
             rounds: 3,
             scale: 1.0,
             only: Vec::new(),
+            in_task: false,
             broker: Broker { host: "127.0.0.1".into(), port: 5672 },
         };
         while let Some(word) = words.next() {
             let mut value = || words.next().ok_or(format!("{word} needs a value"));
             match word.as_str() {
                 "--json" => args.json = true,
+                "--in-task" => args.in_task = true,
                 "--rounds" => args.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
                 "--scale" => args.scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
                 "--only" => args.only.push(parse_only(&value()?)?),
