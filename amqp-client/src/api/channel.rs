@@ -293,7 +293,7 @@ impl Channel {
             return Err(error.into());
         }
         let command = Command::Ack { channel: self.id, tag, multiple, verdict };
-        self.conn.submit(Request { command, reply: Reply::Nothing, batch }).await
+        self.conn.submit(Request { command, reply: Reply::Nothing, batch }).await.map(drop)
     }
 
     /// The wire tag of a delivery of this channel; a tag of another channel or connection

@@ -183,7 +183,8 @@ impl Connection {
         self.outcome(rx).await
     }
 
-    pub(crate) async fn submit(&self, request: Request) -> Result<(), Error> {
+    /// Submits a request; returns where its frames end in the connection's output.
+    pub(crate) async fn submit(&self, request: Request) -> Result<u64, Error> {
         self.inner.link.submit(request).await.map_err(|_| self.gone().into())
     }
 

@@ -21,6 +21,8 @@ use crate::driver::waiters::{Reply, Returnable};
 pub struct PublishConfirm {
     confirm: oneshot::Receiver<Result<Confirmation, ChannelError>>,
     channel: Channel,
+    /// Where its frames end in the connection's output.
+    end: u64,
 }
 
 impl PublishConfirm {
@@ -30,7 +32,7 @@ impl PublishConfirm {
     pub async fn wait(self) -> Result<Confirmation, Error> {
         // No verdict will come once the channel or connection has ended: say which did.
         let channel = self.channel;
-        channel.conn.flush();
+        channel.conn.inner.link.flush_to(self.end);
         match self.confirm.await {
             Ok(verdict) => verdict.map_err(Error::from),
             Err(_) => Err(match channel.close_reason() {
@@ -91,7 +93,7 @@ impl Channel {
         let (confirm_tx, confirm) = oneshot::channel();
         let reply = Reply::Publish { confirm: confirm_tx, mandatory };
         let command = Command::Publish { channel: self.id, prefix, body };
-        self.conn.submit(Request::new(command, reply)).await?;
-        Ok(PublishConfirm { confirm, channel: self.clone() })
+        let end = self.conn.submit(Request::new(command, reply)).await?;
+        Ok(PublishConfirm { confirm, channel: self.clone(), end })
     }
 }

@@ -120,8 +120,9 @@ impl Link {
 
     /// Submits a request, waiting while the backlog is over [`HIGH_WATER`]. Fails once the
     /// connection is over (the caller reads why from the status); every other failure
-    /// reaches the request's reply.
-    pub async fn submit(&self, request: Request) -> Result<(), Finished> {
+    /// reaches the request's reply. Returns where its frames end in the connection's output
+    /// (see [`Link::flush_to`]).
+    pub async fn submit(&self, request: Request) -> Result<u64, Finished> {
         let mut request = Some(request);
         loop {
             // Registered before the check, so that room made in between is not missed.
@@ -133,7 +134,7 @@ impl Link {
         }
     }
 
-    fn try_submit(&self, request: &mut Option<Request>) -> Option<Result<(), Finished>> {
+    fn try_submit(&self, request: &mut Option<Request>) -> Option<Result<u64, Finished>> {
         let mut state = self.lock();
         if state.finished || state.core.is_closed() {
             // Its Closed event is dispatched first, so that the caller reads why.
@@ -166,16 +167,29 @@ impl Link {
         let wake = wake_to_write
             || state.core.is_closed()
             || state.core.poll_timeout().is_some_and(|at| state.armed.is_none_or(|armed| at < armed));
+        let end = state.outgoing.pushed;
         drop(state);
         if wake {
             self.driver.notify_one();
         }
-        Some(Ok(()))
+        Some(Ok(end))
     }
 
     /// Writes what waits to be written: the caller is about to wait for an answer.
     pub fn flush(&self) {
-        let wake = self.lock().flush();
+        self.flush_to(u64::MAX);
+    }
+
+    /// Writes what waits to be written if the output up to `end` (as `submit` returned it)
+    /// is not all out: a publisher awaiting the confirm of a message written long ago does
+    /// not write the one it queued just now, which would cost a write per message when it
+    /// keeps a window of confirms.
+    pub fn flush_to(&self, end: u64) {
+        let wake = {
+            let mut state = self.lock();
+            let unwritten = state.outgoing.written < end.min(state.outgoing.pushed);
+            (unwritten || state.needs_flush) && state.flush()
+        };
         if wake {
             self.driver.notify_one();
         }
@@ -309,11 +323,16 @@ impl State {
 pub struct Outgoing {
     chunks: VecDeque<Bytes>,
     len: usize,
+    /// Bytes ever queued here, and ever written: where a request's frames end, and whether
+    /// they are out.
+    pushed: u64,
+    written: u64,
 }
 
 impl Outgoing {
     fn push(&mut self, chunk: Bytes) {
         self.len += chunk.len();
+        self.pushed += chunk.len() as u64;
         self.chunks.push_back(chunk);
     }
 
@@ -323,6 +342,8 @@ impl Outgoing {
 
     pub(super) fn clear(&mut self) {
         self.chunks.clear();
+        // Dropped unwritten: nothing will be written again, so nobody waits for them.
+        self.written += self.len as u64;
         self.len = 0;
     }
 
@@ -340,6 +361,7 @@ impl Outgoing {
         }
         let written = std::task::ready!(writer.poll_write_vectored(cx, &slices[..n]))?;
         self.len -= written;
+        self.written += written as u64;
         let mut left = written;
         while left > 0 {
             let Some(front) = self.chunks.front_mut() else { break };
