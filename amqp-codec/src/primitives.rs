@@ -173,7 +173,7 @@ impl<'a> Reader<'a> {
         let len = self.u8()?;
         let at = self.offset();
         let bytes = self.bytes(len.into())?;
-        if bytes.is_ascii() {
+        if is_ascii(bytes) {
             return Ok(());
         }
         match core::str::from_utf8(bytes) {
@@ -198,11 +198,34 @@ impl<'a> Reader<'a> {
 #[inline]
 #[allow(unsafe_code)]
 fn utf8(bytes: &[u8]) -> Result<&str, usize> {
-    if bytes.is_ascii() {
+    if is_ascii(bytes) {
         // SAFETY: every byte is below 0x80, and a sequence of ASCII bytes is valid UTF-8.
         return Ok(unsafe { core::str::from_utf8_unchecked(bytes) });
     }
     core::str::from_utf8(bytes).map_err(|e| e.valid_up_to())
+}
+
+/// `bytes.is_ascii()`, quicker for the short strings that names and tags are: up to 16 bytes
+/// are checked with two loads that may overlap, instead of `is_ascii`'s alignment prologue
+/// and byte-by-byte tail (callgrind: 55 -> 44 instructions to read a 6- or 11-byte string).
+#[inline(always)]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = bytes.len();
+    // The chunks are always there for these lengths; the fallback only keeps that implicit.
+    match n {
+        0 => true,
+        1..4 => (bytes[0] | bytes[n / 2] | bytes[n - 1]) < 0x80,
+        4..8 => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+            (Some(a), Some(b)) => (u32::from_ne_bytes(*a) | u32::from_ne_bytes(*b)) & HIGH as u32 == 0,
+            _ => bytes.is_ascii(),
+        },
+        8..=16 => match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            (Some(a), Some(b)) => (u64::from_ne_bytes(*a) | u64::from_ne_bytes(*b)) & HIGH == 0,
+            _ => bytes.is_ascii(),
+        },
+        _ => bytes.is_ascii(),
+    }
 }
 
 /// Adds up the encoded size of fields, checking each against the wire's limits.
@@ -459,6 +482,19 @@ mod tests {
         assert_eq!(err.kind, DecodeErrorKind::InvalidUtf8);
         assert_eq!(err.offset, 2);
         assert_eq!(err.reply_code(), ReplyCode::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn the_short_ascii_check_finds_a_high_byte_at_every_position_of_every_length() {
+        for len in 0..=40 {
+            let ascii = vec![b'a'; len];
+            assert!(is_ascii(&ascii), "{len} ASCII bytes");
+            for at in 0..len {
+                let mut bytes = ascii.clone();
+                bytes[at] = 0x80;
+                assert!(!is_ascii(&bytes), "a high byte at {at} of {len}");
+            }
+        }
     }
 
     #[test]
