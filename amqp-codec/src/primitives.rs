@@ -161,6 +161,17 @@ impl<'a> Reader<'a> {
         Ok(bit)
     }
 
+    /// The error for a payload too short for the class and method ids, as reading them as two
+    /// shorts reports it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn truncated_ids(mut self) -> DecodeError {
+        match self.u16().and_then(|_| self.u16()) {
+            Err(e) => e,
+            Ok(_) => self.truncated(4), // Unreachable: the payload was shorter than 4 bytes.
+        }
+    }
+
     /// A short string: 8-bit length, then UTF-8 (the spec's rule for shortstr).
     #[inline(always)]
     pub(crate) fn short_str(&mut self) -> Result<&'a str, DecodeError> {
