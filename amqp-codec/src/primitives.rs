@@ -176,9 +176,11 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     pub(crate) fn short_str(&mut self) -> Result<&'a str, DecodeError> {
         let len = self.u8()?;
-        let at = self.offset();
         let bytes = self.bytes(len.into())?;
-        utf8(bytes).map_err(|valid_up_to| DecodeError::new(DecodeErrorKind::InvalidUtf8, at + valid_up_to))
+        // Where the string began is worked out only for the error.
+        utf8(bytes).map_err(|valid_up_to| {
+            DecodeError::new(DecodeErrorKind::InvalidUtf8, self.offset() - bytes.len() + valid_up_to)
+        })
     }
 
     /// A short string whose text is not needed, only checked (table keys while validating).
