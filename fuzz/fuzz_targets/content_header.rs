@@ -48,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(rebuilt, header);
     let payload = encode(&rebuilt);
     assert_eq!(payload, canonical, "re-encoding {props:?}");
-    let again = ContentHeader::parse(&payload, 0).unwrap_or_else(|e| panic!("re-encoded {props:?} does not parse: {e}"));
+    let again =
+        ContentHeader::parse(&payload, 0).unwrap_or_else(|e| panic!("re-encoded {props:?} does not parse: {e}"));
     assert_eq!(again, header);
     assert_eq!(again.properties().as_ref(), Ok(&props));
 });
@@ -57,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
 fn encode(header: &ContentHeader<'_>) -> Vec<u8> {
     let len = header.encoded_len().unwrap_or_else(|e| panic!("{header:?} has no encoded length: {e}"));
     let mut out = BytesMut::new();
-    encode_header(ChannelId(1), header, u32::MAX, &mut out).unwrap_or_else(|e| panic!("{header:?} does not encode: {e}"));
+    encode_header(ChannelId(1), header, u32::MAX, &mut out)
+        .unwrap_or_else(|e| panic!("{header:?} does not encode: {e}"));
     assert_eq!(out.len(), len + FRAME_HEADER_SIZE + 1, "encoded_len of {header:?}");
     assert_eq!(&out[..7], &[&[2, 0, 1][..], &(len as u32).to_be_bytes()].concat()[..]);
     assert_eq!(out[out.len() - 1], FRAME_END);

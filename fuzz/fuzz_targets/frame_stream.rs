@@ -11,7 +11,9 @@
 
 #![no_main]
 
-use amqp_codec::{ContentHeader, FRAME_HEADER_SIZE, Frame, FramePayload, Parsed, encode_header, parse_frame, parse_raw_frame};
+use amqp_codec::{
+    ContentHeader, FRAME_HEADER_SIZE, Frame, FramePayload, Parsed, encode_header, parse_frame, parse_raw_frame,
+};
 use amqp_codec_fuzz::{canonical, check_decode_error, frame_max_from};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
