@@ -48,16 +48,21 @@ impl FrameType {
         }
     }
 
+    #[inline(always)]
     fn from_octet(octet: u8) -> Option<Self> {
-        Some(match octet {
-            1 => FrameType::Method,
-            2 => FrameType::Header,
-            3 => FrameType::Body,
-            8 => FrameType::Heartbeat,
-            _ => return None,
-        })
+        KINDS[usize::from(octet)]
     }
 }
+
+/// Frame types by type octet: a load, where a `match` compiled to an indirect jump.
+const KINDS: [Option<FrameType>; 256] = {
+    let mut kinds = [None; 256];
+    kinds[1] = Some(FrameType::Method);
+    kinds[2] = Some(FrameType::Header);
+    kinds[3] = Some(FrameType::Body);
+    kinds[8] = Some(FrameType::Heartbeat);
+    kinds
+};
 
 /// What an incremental parser found at the front of its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,7 +180,7 @@ fn protocol_mismatch<T>(input: &[u8]) -> Result<Parsed<T>, DecodeError> {
 
 impl<'a> RawFrame<'a> {
     /// Decodes the payload. Error offsets count from the start of the frame.
-    #[inline]
+    #[inline(always)]
     pub fn decode(&self) -> Result<Frame<'a>, DecodeError> {
         let payload = match self.kind {
             FrameType::Method => FramePayload::Method(Method::parse(self.payload, FRAME_HEADER_SIZE)?),
@@ -201,12 +206,19 @@ impl<'a> RawFrame<'a> {
 /// }
 /// assert!(matches!(parse_frame(&heartbeat[..5], 4096), Ok(Parsed::Incomplete { .. })));
 /// ```
-#[inline]
+// Always inlined: a caller with more than one call site got one shared copy, and returning
+// its 96-byte result through memory, the decoded frame copied out at every frame, doubled
+// the time per frame (criterion, parse_deliver_128b/ours: 16 -> 9 ns per frame).
+#[inline(always)]
 pub fn parse_frame(input: &[u8], frame_max: u32) -> Result<Parsed<Frame<'_>>, DecodeError> {
-    Ok(match parse_raw_frame(input, frame_max)? {
-        Parsed::Complete { value, consumed } => Parsed::Complete { value: value.decode()?, consumed },
-        Parsed::Incomplete { needed } => Parsed::Incomplete { needed },
-    })
+    // Returning early for a partial frame, rather than mapping one `Parsed` into another,
+    // spares the caller's loop a shuffle of the decoded frame's bytes through the stack at
+    // every frame (callgrind: 509 -> 440 instructions per message of a consumer's stream).
+    let (raw, consumed) = match parse_raw_frame(input, frame_max)? {
+        Parsed::Complete { value, consumed } => (value, consumed),
+        Parsed::Incomplete { needed } => return Ok(Parsed::Incomplete { needed }),
+    };
+    Ok(Parsed::Complete { value: raw.decode()?, consumed })
 }
 
 impl Frame<'_> {

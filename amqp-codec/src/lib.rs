@@ -8,8 +8,9 @@
 //!   is needed, so no length field ever decides an allocation.
 //! - Field tables ([`table`]) with every type RabbitMQ reads and writes, parsed without
 //!   allocating and built as owned, ordered [`FieldTable`]s.
-//! - Content headers with the 14 basic properties ([`BasicProperties`]), and bodies split by
-//!   frame_max ([`body_chunks`], [`encode_content`]).
+//! - Content headers ([`ContentHeader`]) with the 14 basic properties ([`BasicProperties`]),
+//!   decoded on demand by [`ContentHeader::properties`], and bodies split by frame_max
+//!   ([`body_chunks`], [`encode_content`]).
 //!
 //! It knows nothing of sockets, tasks or clocks.
 //!

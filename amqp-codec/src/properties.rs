@@ -1,6 +1,16 @@
 //! The content header: class, weight, body size and the basic class's 14 properties behind
-//! their property-flag words. Parsing borrows strings and the headers table from the input.
-//! Touches `primitives.rs` and `table.rs`.
+//! their property-flag words. Touches `primitives.rs` and `table.rs`.
+//!
+//! Parsing a header is lazy about the property values. [`ContentHeader::parse`] checks what
+//! frames the header (the class id, weight, body size and every property-flag word) and keeps
+//! the property values as the borrowed bytes that follow the flags; they are decoded, and the
+//! headers table validated, only when [`ContentHeader::properties`] is called. Malformed
+//! values fail there, with the same [`DecodeError`] (kind and offset, counted from the input
+//! the header was parsed from) that an eager parse would have returned. A consumer that reads
+//! only the body size pays for no property it does not read; callgrind put decoding the
+//! properties at half the instructions of parsing a consumer's stream.
+
+use core::fmt;
 
 use bytes::BytesMut;
 
@@ -12,8 +22,27 @@ use crate::table::Table;
 /// The basic class: the only one in 0-9-1 that carries content.
 pub const BASIC_CLASS: ClassId = ClassId(60);
 
-/// A content header frame's payload.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A content header frame's payload: parsed from the wire, or built for encoding.
+///
+/// A parsed header checks its frame-level fields when it is parsed and decodes its property
+/// values only when [`properties`](Self::properties) is called, which is where malformed
+/// values are reported (see the [module docs](self)). Encoding a parsed header writes its
+/// property bytes back as they came, less any continuation flag words, without decoding them.
+///
+/// ```
+/// use amqp_codec::{encode_header, BasicProperties, ChannelId, ContentHeader, FramePayload, Parsed, parse_frame};
+///
+/// let props = BasicProperties { content_type: Some("text/plain"), ..Default::default() };
+/// let mut wire = bytes::BytesMut::new();
+/// encode_header(ChannelId(1), &ContentHeader::new(5, &props), 4096, &mut wire).unwrap();
+///
+/// let Ok(Parsed::Complete { value, .. }) = parse_frame(&wire, 4096) else { panic!() };
+/// let FramePayload::Header(header) = value.payload else { panic!() };
+/// assert_eq!(header.body_size, 5);
+/// assert_eq!(header.property_flags(), 0x8000); // content-type only, nothing decoded yet
+/// assert_eq!(header.properties().unwrap().content_type, Some("text/plain"));
+/// ```
+#[derive(Clone, Copy)]
 pub struct ContentHeader<'a> {
     /// The class of the method this content belongs to; always 60 (basic).
     pub class_id: ClassId,
@@ -21,8 +50,25 @@ pub struct ContentHeader<'a> {
     pub weight: u16,
     /// Total size of the body frames that follow.
     pub body_size: u64,
-    /// The message properties.
-    pub properties: BasicProperties<'a>,
+    properties: Properties<'a>,
+}
+
+/// Where a header's properties come from.
+#[derive(Clone, Copy, Debug)]
+enum Properties<'a> {
+    /// As parsed: not yet decoded.
+    Raw(RawProperties<'a>),
+    /// Built by the caller, for encoding.
+    Built(&'a BasicProperties<'a>),
+}
+
+/// A parsed header's properties, undecoded: the flag word (continuation bit cleared) and the
+/// bytes of the values it names, which began `at` bytes into the parser's input.
+#[derive(Clone, Copy, Debug)]
+struct RawProperties<'a> {
+    flags: u16,
+    values: &'a [u8],
+    at: usize,
 }
 
 /// The basic class's message properties; `None` is "absent" (its flag bit clear).
@@ -97,7 +143,17 @@ const fn flag(index: u32) -> u16 {
 }
 
 impl<'a> ContentHeader<'a> {
+    /// A basic-class header (weight 0) for a body of `body_size` bytes, to encode.
+    pub fn new(body_size: u64, properties: &'a BasicProperties<'a>) -> Self {
+        ContentHeader { class_id: BASIC_CLASS, weight: 0, body_size, properties: Properties::Built(properties) }
+    }
+
     /// Parses a content header payload that began `base` bytes into the caller's input.
+    ///
+    /// Checks the class (basic, 60), the weight and body size being there, and the
+    /// property-flag words (no flag for a property basic lacks; continuation words name
+    /// nothing). The property values are only stepped over: [`properties`](Self::properties)
+    /// decodes them, and reports malformed ones.
     #[inline]
     pub fn parse(payload: &'a [u8], base: usize) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload, base);
@@ -108,20 +164,128 @@ impl<'a> ContentHeader<'a> {
         }
         let weight = r.u16()?;
         let body_size = r.u64()?;
-        let properties = BasicProperties::read(&mut r)?;
-        r.finish()?;
-        Ok(ContentHeader { class_id, weight, body_size, properties })
+        let flags = read_flags(&mut r)?;
+        let raw = RawProperties { flags, values: r.remaining(), at: r.offset() };
+        Ok(ContentHeader { class_id, weight, body_size, properties: Properties::Raw(raw) })
+    }
+
+    /// The property-flag word: which properties are present (bit 15 for content-type, down to
+    /// bit 2 for the reserved cluster-id), known without decoding any of them.
+    #[inline]
+    pub fn property_flags(&self) -> u16 {
+        match self.properties {
+            Properties::Raw(raw) => raw.flags,
+            Properties::Built(props) => props.flags(),
+        }
+    }
+
+    /// The message properties, decoded from the header's bytes on each call; strings and the
+    /// headers table borrow from the input.
+    ///
+    /// A parsed header whose property values are malformed (a value cut short, bytes left
+    /// after the last one, a string that is not UTF-8, a bad headers table) fails here with
+    /// the error and offset an eager parse would have reported at [`parse`](Self::parse).
+    ///
+    /// ```
+    /// use amqp_codec::{ContentHeader, DecodeErrorKind};
+    /// // class 60, weight 0, body size 0, flags: content-type; then a 2-byte string with 1 byte.
+    /// let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 2, b'x'];
+    /// let header = ContentHeader::parse(&payload, 7).unwrap(); // the frame is fine...
+    /// let err = header.properties().unwrap_err(); // ...its content-type is not
+    /// assert_eq!(err.kind, DecodeErrorKind::Truncated { needed: 1 });
+    /// assert_eq!(err.offset, 7 + 15);
+    /// ```
+    #[inline]
+    pub fn properties(&self) -> Result<BasicProperties<'a>, DecodeError> {
+        match self.properties {
+            Properties::Raw(raw) => raw.decode(),
+            Properties::Built(props) => Ok(props.clone()),
+        }
     }
 
     /// Encoded payload size; fails on a property that cannot be encoded.
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
-        self.properties.header_payload_len()
+        match self.properties {
+            Properties::Raw(raw) => Ok(HEADER_FIXED_LEN + 2 + raw.values.len()),
+            Properties::Built(props) => props.header_payload_len(),
+        }
     }
 
     /// Writes the payload; call only after `encoded_len` succeeded.
     pub(crate) fn write(&self, out: &mut BytesMut) {
-        self.properties.write_header_payload(self.class_id, self.weight, self.body_size, out)
+        match self.properties {
+            Properties::Raw(raw) => {
+                let mut w = Writer::new(out);
+                w.u16(self.class_id.0);
+                w.u16(self.weight);
+                w.u64(self.body_size);
+                w.u16(raw.flags);
+                w.bytes(raw.values);
+            }
+            Properties::Built(props) => props.write_header_payload(self.class_id, self.weight, self.body_size, out),
+        }
     }
+}
+
+/// Headers are equal when their fixed fields are, and their properties: byte for byte when
+/// both were parsed, decoded otherwise (a header whose properties do not decode equals only
+/// a parsed one with the same bytes).
+impl PartialEq for ContentHeader<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same_properties = match (self.properties, other.properties) {
+            (Properties::Raw(a), Properties::Raw(b)) => a.flags == b.flags && a.values == b.values,
+            _ => matches!((self.properties(), other.properties()), (Ok(a), Ok(b)) if a == b),
+        };
+        (self.class_id, self.weight, self.body_size) == (other.class_id, other.weight, other.body_size)
+            && same_properties
+    }
+}
+
+/// Shows the properties decoded when they decode, and the raw bytes with the error when not.
+impl fmt::Debug for ContentHeader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ContentHeader");
+        d.field("class_id", &self.class_id).field("weight", &self.weight).field("body_size", &self.body_size);
+        match (self.properties(), self.properties) {
+            (Ok(props), _) => d.field("properties", &props),
+            (Err(e), Properties::Raw(raw)) => d.field("properties", &raw).field("properties_error", &e),
+            (Err(e), Properties::Built(_)) => d.field("properties_error", &e),
+        };
+        d.finish()
+    }
+}
+
+impl<'a> RawProperties<'a> {
+    fn decode(&self) -> Result<BasicProperties<'a>, DecodeError> {
+        let mut r = Reader::new(self.values, self.at);
+        let props = BasicProperties::read_values(self.flags, &mut r)?;
+        r.finish()?;
+        Ok(props)
+    }
+}
+
+/// Class id, weight and body size: the bytes before the first property-flag word.
+const HEADER_FIXED_LEN: usize = 12;
+
+/// Reads the property-flag words; answers the first with its continuation bit cleared.
+#[inline]
+fn read_flags(r: &mut Reader<'_>) -> Result<u16, DecodeError> {
+    let flags_at = r.offset();
+    let flags = r.u16()?;
+    if flags & !KNOWN & !CONTINUATION != 0 {
+        return Err(DecodeError::new(DecodeErrorKind::UnknownPropertyFlags(flags), flags_at));
+    }
+    // Basic has 14 properties, so any continuation word must name none of them.
+    let mut more = flags & CONTINUATION != 0;
+    while more {
+        let at = r.offset();
+        let word = r.u16()?;
+        if word & !CONTINUATION != 0 {
+            return Err(DecodeError::new(DecodeErrorKind::UnknownPropertyFlags(word), at));
+        }
+        more = word & CONTINUATION != 0;
+    }
+    Ok(flags & !CONTINUATION)
 }
 
 impl<'a> BasicProperties<'a> {
@@ -144,22 +308,9 @@ impl<'a> BasicProperties<'a> {
             | bit(self.cluster_id.is_some(), 13)
     }
 
-    fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
-        let flags_at = r.offset();
-        let flags = r.u16()?;
-        if flags & !KNOWN & !CONTINUATION != 0 {
-            return Err(DecodeError::new(DecodeErrorKind::UnknownPropertyFlags(flags), flags_at));
-        }
-        // Basic has 14 properties, so any continuation word must name none of them.
-        let mut more = flags & CONTINUATION != 0;
-        while more {
-            let at = r.offset();
-            let word = r.u16()?;
-            if word & !CONTINUATION != 0 {
-                return Err(DecodeError::new(DecodeErrorKind::UnknownPropertyFlags(word), at));
-            }
-            more = word & CONTINUATION != 0;
-        }
+    /// Reads the values that `flags` names; the reader stands after the flag words.
+    #[inline]
+    fn read_values(flags: u16, r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let has = |i: u32| flags & flag(i) != 0;
         #[inline(always)]
         fn opt<'a, T: Field<'a>>(r: &mut Reader<'a>, present: bool) -> Result<Option<T>, DecodeError> {
@@ -186,7 +337,7 @@ impl<'a> BasicProperties<'a> {
     /// Size of a content header payload carrying these properties.
     pub(crate) fn header_payload_len(&self) -> Result<usize, EncodeError> {
         let mut s = Sizer::new();
-        s.fixed(12);
+        s.fixed(HEADER_FIXED_LEN);
         self.size(&mut s)?;
         Ok(s.len)
     }
@@ -269,6 +420,51 @@ mod tests {
         let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0x80, 1, 0, 0, 1, b'x'];
         let header = ContentHeader::parse(&payload, 0).unwrap();
         assert_eq!(header.body_size, 5);
-        assert_eq!(header.properties.content_type, Some("x"));
+        assert_eq!(header.property_flags(), 0x8000);
+        assert_eq!(header.properties().unwrap().content_type, Some("x"));
+    }
+
+    #[test]
+    fn malformed_values_parse_and_fail_when_decoded_at_their_offset() {
+        // content-type "a", then a headers table that claims 9 bytes and has 3.
+        let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xa0, 0, 1, b'a', 0, 0, 0, 9, 1, b'k', b'V'];
+        let header = ContentHeader::parse(&payload, 7).unwrap();
+        assert_eq!(header.property_flags(), 0xa000);
+        let err = header.properties().unwrap_err();
+        assert_eq!(err, DecodeError::new(DecodeErrorKind::Truncated { needed: 6 }, 7 + 20));
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_fails_when_decoded_at_the_bad_byte() {
+        let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 2, b'a', 0xff];
+        let err = ContentHeader::parse(&payload, 0).unwrap().properties().unwrap_err();
+        assert_eq!(err, DecodeError::new(DecodeErrorKind::InvalidUtf8, 16));
+        assert_eq!(err.reply_code(), crate::ReplyCode::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn bytes_after_the_last_value_fail_when_decoded() {
+        let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 2, 9];
+        let err = ContentHeader::parse(&payload, 0).unwrap().properties().unwrap_err();
+        assert_eq!(err, DecodeError::new(DecodeErrorKind::TrailingBytes(1), 15));
+    }
+
+    #[test]
+    fn a_bad_table_in_the_headers_fails_when_decoded_at_its_tag() {
+        let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 3, 1, b'k', b'Z'];
+        let err = ContentHeader::parse(&payload, 0).unwrap().properties().unwrap_err();
+        assert_eq!(err, DecodeError::new(DecodeErrorKind::UnknownFieldType(b'Z'), 20));
+    }
+
+    #[test]
+    fn a_parsed_header_encodes_its_bytes_without_continuation_words() {
+        let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0x80, 1, 0, 0, 1, b'x'];
+        let header = ContentHeader::parse(&payload, 0).unwrap();
+        let mut out = BytesMut::new();
+        assert_eq!(header.encoded_len(), Ok(16));
+        header.write(&mut out);
+        assert_eq!(&out[..], [&payload[..12], &[0x80, 0], &payload[16..]].concat());
+        let props = header.properties().unwrap();
+        assert_eq!(ContentHeader::parse(&out, 0).unwrap(), ContentHeader::new(5, &props));
     }
 }

@@ -54,7 +54,7 @@ fn parse_all(mut input: &[u8]) -> (u64, u64) {
             FramePayload::Method(amqp_codec::Method::BasicDeliver(d)) => sum += d.delivery_tag.0,
             FramePayload::Header(h) => {
                 sum += h.body_size;
-                if let Some(Table::Raw(headers)) = h.properties.headers
+                if let Some(Table::Raw(headers)) = h.properties().unwrap().headers
                     && let Some(FieldValueRef::I32(n)) = headers.get("attempt")
                 {
                     sum += n as u64;

@@ -5,11 +5,15 @@
 //! frame_max; every strict prefix of a frame is `Incomplete` with an exact `needed` once the
 //! header is in; a final `Incomplete` asks for exactly the rest of the header or the frame;
 //! `Frame::encode` writes the used bytes back exactly, except for the normalisations listed
-//! in `canonical`, and what it writes parses to an equal frame and re-encodes to itself.
+//! in `canonical`, and what it writes parses to an equal frame and re-encodes to itself; a
+//! content header's properties either decode, and a header rebuilt from them encodes to the
+//! same bytes, or fail with an error inside the frame.
 
 #![no_main]
 
-use amqp_codec::{FRAME_HEADER_SIZE, Frame, Parsed, parse_frame, parse_raw_frame};
+use amqp_codec::{
+    ContentHeader, FRAME_HEADER_SIZE, Frame, FramePayload, Parsed, encode_header, parse_frame, parse_raw_frame,
+};
 use amqp_codec_fuzz::{canonical, check_decode_error, frame_max_from};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -32,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
                 check_raw_agrees(bytes, &value, frame_max);
                 check_prefixes(bytes, frame_max);
                 check_reencode(&value, bytes, frame_max);
+                check_properties(&value, bytes, frame_max);
                 input = &input[consumed..];
             }
             Ok(Parsed::Incomplete { needed }) => {
@@ -120,4 +125,30 @@ fn check_reencode(frame: &Frame<'_>, bytes: &[u8], frame_max: u32) {
     let mut twice = BytesMut::new();
     again.encode(frame_max, &mut twice).expect("it encoded once");
     assert_eq!(twice, out, "encoding is not idempotent");
+}
+
+/// A header's properties, decoded only on demand, decode here: a header rebuilt from them
+/// writes the frame's canonical bytes. Or they fail, pointing past the flag word.
+fn check_properties(frame: &Frame<'_>, bytes: &[u8], frame_max: u32) {
+    let FramePayload::Header(header) = &frame.payload else {
+        return;
+    };
+    match header.properties() {
+        Ok(props) => {
+            assert_eq!(props.flags(), header.property_flags());
+            let mut rebuilt = ContentHeader::new(header.body_size, &props);
+            rebuilt.weight = header.weight;
+            let mut out = BytesMut::new();
+            encode_header(frame.channel, &rebuilt, frame_max, &mut out)
+                .unwrap_or_else(|e| panic!("{props:?} do not encode: {e}"));
+            assert_eq!(&out[..], &canonical::frame(bytes)[..], "re-encoding {props:?}");
+        }
+        Err(e) => {
+            // Strictly inside, as for a frame that fails to parse: a value cut short stops at
+            // the end octet.
+            assert!(e.offset < bytes.len(), "{e:?} at or past the end of {} bytes", bytes.len());
+            assert!(e.offset >= FRAME_HEADER_SIZE + 14, "{e:?} is in the fields that parsing checked");
+            check_decode_error(&e, bytes.len());
+        }
+    }
 }

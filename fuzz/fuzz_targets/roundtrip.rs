@@ -201,8 +201,7 @@ fn check(input: &Input) {
     let props = input.properties.borrow();
     let body = &input.body[..];
     let method = input.content.method();
-    let header =
-        ContentHeader { class_id: BASIC_CLASS, weight: 0, body_size: body.len() as u64, properties: props.clone() };
+    let header = ContentHeader::new(body.len() as u64, &props);
     let mut problems = Problems::default();
     input.content.problems(&mut problems);
     input.properties.problems(&mut problems);
@@ -315,7 +314,12 @@ fn check_parses_back(wire: &[u8], expected: &[Expected<'_>], channel: ChannelId,
             (FramePayload::Header(got), Expected::Header(want)) => {
                 assert_eq!(frame.channel, channel);
                 assert_eq!(got, want);
-                if let (Some(got), Some(want)) = (&got.properties.headers, &want.properties.headers) {
+                assert_eq!(got.class_id, BASIC_CLASS);
+                assert_eq!(got.property_flags(), want.property_flags());
+                let got = got.properties().unwrap_or_else(|e| panic!("encoded properties do not decode: {e}"));
+                let want = want.properties().expect("built properties");
+                assert_eq!(got, want);
+                if let (Some(got), Some(want)) = (&got.headers, &want.headers) {
                     assert!(same_table(&got.to_owned(), &want.to_owned()), "{got:?} != {want:?}");
                 }
             }

@@ -89,10 +89,11 @@ fn a_message_published_with_properties_comes_back_by_basic_get() {
     assert_eq!((routing_key.as_str(), count), (queue.as_str(), 0));
     let size = conn.recv(|f| match f.payload {
         FramePayload::Header(h) => {
-            assert_eq!(h.properties.content_type, Some("text/plain"));
-            assert_eq!(h.properties.message_id, Some("m-1"));
-            assert_eq!(h.properties.delivery_mode, Some(2));
-            let Some(Table::Raw(got)) = h.properties.headers else { panic!("headers came back") };
+            let props = h.properties().unwrap();
+            assert_eq!(props.content_type, Some("text/plain"));
+            assert_eq!(props.message_id, Some("m-1"));
+            assert_eq!(props.delivery_mode, Some(2));
+            let Some(Table::Raw(got)) = props.headers else { panic!("headers came back") };
             assert_eq!(got.to_owned(), headers);
             h.body_size
         }

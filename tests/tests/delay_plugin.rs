@@ -170,7 +170,7 @@ async fn recv_publish(
     let header = server
         .recv(|f| match f.payload {
             FramePayload::Header(h) => {
-                let p = h.properties;
+                let p = h.properties().expect("the properties decode");
                 (p.message_id.map(str::to_owned), p.delivery_mode, p.headers.map(|t| t.to_owned()).unwrap_or_default())
             }
             other => panic!("expected a content header, got {other:?}"),

@@ -87,12 +87,8 @@ async fn a_method_out_of_state_closes_with_503() {
 
 #[tokio::test]
 async fn a_content_header_without_a_method_closes_with_505() {
-    let header = amqp_codec::ContentHeader {
-        class_id: amqp_codec::properties::BASIC_CLASS,
-        weight: 0,
-        body_size: 1,
-        properties: Default::default(),
-    };
+    let props = amqp_codec::BasicProperties::default();
+    let header = amqp_codec::ContentHeader::new(1, &props);
     let mut frame = bytes::BytesMut::new();
     amqp_codec::encode_header(amqp_codec::ChannelId(1), &header, 4096, &mut frame).unwrap();
     violation_closes_with(&frame, ReplyCode::UNEXPECTED_FRAME).await;
@@ -189,12 +185,8 @@ async fn a_full_consumer_loses_nothing_and_learns_of_the_end_as_it_drains() {
         server
             .send_method(1, BasicDeliver { consumer_tag: "c1", delivery_tag: DeliveryTag(tag), ..Default::default() })
             .await;
-        let header = amqp_codec::ContentHeader {
-            class_id: amqp_codec::properties::BASIC_CLASS,
-            weight: 0,
-            body_size: 0,
-            properties: Default::default(),
-        };
+        let props = amqp_codec::BasicProperties::default();
+        let header = amqp_codec::ContentHeader::new(0, &props);
         let mut frame = bytes::BytesMut::new();
         amqp_codec::encode_header(amqp_codec::ChannelId(1), &header, 4096, &mut frame).unwrap();
         server.send_raw(&frame).await;

@@ -106,8 +106,8 @@ impl Delivery {
 
     /// The message properties, borrowed from the content header.
     pub fn properties(&self) -> BasicProperties<'_> {
-        // Validated by the core on arrival; a default is unreachable in practice.
-        self.message.header().map(|h| h.properties).unwrap_or_default()
+        // The core decoded them once on arrival; a default is unreachable in practice.
+        self.message.header().and_then(|h| h.properties()).unwrap_or_default()
     }
 
     /// The raw frames' payloads.

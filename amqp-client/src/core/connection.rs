@@ -528,12 +528,7 @@ mod tests {
         let props = amqp_codec::BasicProperties::default();
         let mut fixed = BytesMut::new();
         amqp_codec::encode_method(channel, &publish.into(), 4096, &mut fixed).unwrap();
-        let header = amqp_codec::ContentHeader {
-            class_id: amqp_codec::properties::BASIC_CLASS,
-            weight: 0,
-            body_size: body.len() as u64,
-            properties: props,
-        };
+        let header = amqp_codec::ContentHeader::new(body.len() as u64, &props);
         amqp_codec::encode_header(channel, &header, 4096, &mut fixed).unwrap();
         Command::Publish { channel, prefix: fixed.freeze(), body: Bytes::from_static(body) }
     }
@@ -649,7 +644,7 @@ mod tests {
         assert!(
             matches!(message.method().unwrap(), Method::BasicDeliver(d) if d.delivery_tag == DeliveryTag(7) && d.consumer_tag == "c1")
         );
-        assert_eq!(message.header().unwrap().properties.content_type, Some("text/plain"));
+        assert_eq!(message.header().unwrap().properties().unwrap().content_type, Some("text/plain"));
     }
 
     #[test]

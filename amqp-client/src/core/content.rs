@@ -94,6 +94,10 @@ impl Content {
             return Err(unexpected("a content header without a content method before it"));
         };
         let parsed = ContentHeader::parse(&payload, 0).map_err(|e| ConnectionError::from(&e))?;
+        // The codec decodes properties only on demand. Decoding them here, once, keeps a
+        // malformed message a connection error (502) at arrival, and lets the API's
+        // `Delivery::properties` rely on them decoding.
+        parsed.properties().map_err(|e| ConnectionError::from(&e))?;
         let remaining = parsed.body_size;
         if remaining == 0 {
             return Ok(Some((kind, Message { method, header: payload, body: Bytes::new() })));
@@ -157,12 +161,8 @@ mod tests {
     use bytes::BytesMut;
 
     fn header_payload(body_size: u64) -> Bytes {
-        let h = ContentHeader {
-            class_id: amqp_codec::properties::BASIC_CLASS,
-            weight: 0,
-            body_size,
-            properties: BasicProperties::default(),
-        };
+        let props = BasicProperties::default();
+        let h = ContentHeader::new(body_size, &props);
         let mut out = BytesMut::new();
         amqp_codec::encode_header(ChannelId(1), &h, 4096, &mut out).unwrap();
         let Ok(Parsed::Complete { value, .. }) = parse_frame(&out, 4096) else { panic!() };
@@ -215,6 +215,16 @@ mod tests {
         c.start(ContentKind::Deliver, Bytes::new()).unwrap();
         let err = c.start(ContentKind::Deliver, Bytes::new()).unwrap_err();
         assert!(matches!(err, ConnectionError::ProtocolViolation { code: ReplyCode::UNEXPECTED_FRAME, .. }));
+    }
+
+    #[test]
+    fn a_header_whose_properties_do_not_decode_is_a_syntax_error_on_arrival() {
+        let mut c = Content::default();
+        c.start(ContentKind::Deliver, Bytes::new()).unwrap();
+        // Body size 0, content-type present, its one byte not UTF-8.
+        let payload = Bytes::from_static(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 1, 0xff]);
+        let err = c.header(payload).unwrap_err();
+        assert!(matches!(err, ConnectionError::ProtocolViolation { code: ReplyCode::SYNTAX_ERROR, .. }));
     }
 
     #[test]

@@ -140,7 +140,8 @@ impl Message {
         Method::parse(&self.method, 0)
     }
 
-    /// The content header with the properties.
+    /// The content header; [`ContentHeader::properties`] decodes its properties (the core
+    /// decoded them once on arrival, so that succeeds).
     pub fn header(&self) -> Result<ContentHeader<'_>, DecodeError> {
         ContentHeader::parse(&self.header, 0)
     }

@@ -23,12 +23,8 @@ pub fn method(channel: u16, m: impl Into<Method<'static>>) -> Bytes {
 
 /// Encodes a content header and body frames (split at `frame_max`).
 pub fn content(channel: u16, body: &[u8], frame_max: u32) -> Bytes {
-    let header = ContentHeader {
-        class_id: amqp_codec::properties::BASIC_CLASS,
-        weight: 0,
-        body_size: body.len() as u64,
-        properties: BasicProperties { content_type: Some("text/plain"), ..Default::default() },
-    };
+    let props = BasicProperties { content_type: Some("text/plain"), ..Default::default() };
+    let header = ContentHeader::new(body.len() as u64, &props);
     let mut out = BytesMut::new();
     encode_header(ChannelId(channel), &header, frame_max, &mut out).expect("encodable");
     for range in amqp_codec::body_chunks(body.len(), frame_max).expect("frame_max > 8") {

@@ -39,7 +39,7 @@ macro_rules! method_structs {
                 $( ($crate::method::fields::spec_name!($field $(, $spec)?), <$ty as $crate::primitives::Field<'a>>::DOMAIN), )*
             ];
 
-            #[inline]
+            #[inline(always)]
             #[allow(unused_variables)]
             fn read(r: &mut $crate::primitives::Reader<'a>) -> Result<Self, $crate::error::DecodeError> {
                 Ok(Self { $( $field: $crate::primitives::Field::read(r)?, )* })
