@@ -6,8 +6,12 @@
 //!   task: bytes and time go in (`handle_input`, `handle_timeout`, `submit`), and bytes,
 //!   deadlines and events come out (`poll_transmit`, `poll_timeout`, `poll_event`). Every
 //!   protocol decision is made here, and it is tested by feeding it scripted frames.
-//! - the driver (internal): one tokio task per connection that moves bytes between the core and a TCP
-//!   or TLS stream, sleeps until the core's next deadline, and routes events to waiters.
+//! - the driver (internal): the core sits behind one lock shared by a tokio task per
+//!   connection and the API's handles. Handles submit to it directly and write their own
+//!   frames when traffic is sparse (a round trip then costs no wake-up of another thread);
+//!   in a burst, frames gather and go out in one write. The task reads the TCP or TLS
+//!   stream, sleeps until the core's next deadline, writes what is left, and routes events
+//!   to waiters.
 //! - [`api`]: [`Connection`], [`Channel`], publishing with confirms, consumers as streams.
 //!
 //! ```no_run
