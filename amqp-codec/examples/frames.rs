@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use amqp_codec::{ContentHeader, Frame, FramePayload, Parsed, ProtocolHeader, encode_header, parse_frame};
+use amqp_codec::{Frame, FramePayload, Parsed, ProtocolHeader, encode_header, parse_frame};
 
 /// Captured streams may come from any negotiated frame_max, so accept any size the header
 /// can announce; the whole file is in memory already.
@@ -115,10 +115,7 @@ fn reencodes_exactly(frame: &Frame<'_>, original: &[u8]) -> bool {
         // A parsed header would write its property bytes back as they came: rebuild it from
         // its decoded properties instead.
         FramePayload::Header(h) => h.properties().is_ok_and(|props| {
-            let mut rebuilt = ContentHeader::new(h.body_size, &props);
-            rebuilt.class_id = h.class_id;
-            rebuilt.weight = h.weight;
-            encode_header(frame.channel, &rebuilt, ANY_FRAME_MAX, &mut out).is_ok()
+            encode_header(frame.channel, &h.with_properties(&props), ANY_FRAME_MAX, &mut out).is_ok()
         }),
         _ => frame.encode(ANY_FRAME_MAX, &mut out).is_ok(),
     };

@@ -148,6 +148,23 @@ impl<'a> ContentHeader<'a> {
         ContentHeader { class_id: BASIC_CLASS, weight: 0, body_size, properties: Properties::Built(properties) }
     }
 
+    /// This header (class, weight and body size kept) with `properties` as its values: a
+    /// parsed header encodes its property bytes back as they came, this one from the
+    /// decoded form, as a check of the property decoder and encoder wants.
+    ///
+    /// ```
+    /// use amqp_codec::{BasicProperties, ContentHeader};
+    /// let props = BasicProperties { priority: Some(3), ..Default::default() };
+    /// let header = ContentHeader::new(10, &props);
+    /// let other = BasicProperties { priority: Some(7), ..Default::default() };
+    /// let rebuilt = header.with_properties(&other);
+    /// assert_eq!((rebuilt.body_size, rebuilt.properties().unwrap().priority), (10, Some(7)));
+    /// ```
+    pub fn with_properties<'b>(&self, properties: &'b BasicProperties<'b>) -> ContentHeader<'b> {
+        let ContentHeader { class_id, weight, body_size, .. } = *self;
+        ContentHeader { class_id, weight, body_size, properties: Properties::Built(properties) }
+    }
+
     /// Parses a content header payload that began `base` bytes into the caller's input.
     ///
     /// Checks the class (basic, 60), the weight and body size being there, and the

@@ -7,8 +7,8 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use amqp_codec::{
-    BasicProperties, ContentHeader, DecodeError, Frame, FramePayload, Method, Parsed, ProtocolHeader, Table,
-    encode_header, parse_frame,
+    BasicProperties, DecodeError, Frame, FramePayload, Method, Parsed, ProtocolHeader, Table, encode_header,
+    parse_frame,
 };
 use clap::Args;
 
@@ -137,10 +137,7 @@ fn reencodes_exactly(frame: &Frame<'_>, original: &[u8]) -> bool {
         // A parsed header writes its property bytes back as they came; rebuilt from its
         // decoded properties, the round trip checks the codec's property decoder and encoder.
         FramePayload::Header(h) => h.properties().is_ok_and(|props| {
-            let mut rebuilt = ContentHeader::new(h.body_size, &props);
-            rebuilt.class_id = h.class_id;
-            rebuilt.weight = h.weight;
-            encode_header(frame.channel, &rebuilt, ANY_FRAME_MAX, &mut out).is_ok()
+            encode_header(frame.channel, &h.with_properties(&props), ANY_FRAME_MAX, &mut out).is_ok()
         }),
         _ => frame.encode(ANY_FRAME_MAX, &mut out).is_ok(),
     };
