@@ -141,7 +141,7 @@ impl Link {
             state.pump(Instant::now());
             return Some(Err(Finished));
         }
-        if state.backlog() >= HIGH_WATER && !state.core.is_closed() {
+        if state.backlog() >= HIGH_WATER {
             state.room_wanted = true;
             return None;
         }
