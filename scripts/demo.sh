@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/rabbitmq.sh
 cargo build --release -q -p amqp-cli
-amqp=./target/release/amqp
+amqp="${CARGO_TARGET_DIR:-target}/release/amqp"
 
 echo "== amqp perf: 1 producer, 1 consumer, 128 B, confirms (window 1000), prefetch 1000, 5 s"
 "$amqp" perf --producers 1 --consumers 1 --size 128 --confirm 1000 --prefetch 1000 --duration 5s "$@"
