@@ -107,20 +107,7 @@ async fn relays_killed_between_publish_and_mark_sent_lose_nothing_and_each_messa
         .relay_killed_and_restarted(open, producer, dedup, Run { messages: MESSAGES, kills: KILLS, seed, workers: 1 })
         .await;
 
-    println!(
-        "{MESSAGES} messages, {} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {} requeued while another consumer held the id, {:.2?}",
-        outcome.kills.len(),
-        outcome
-            .kills
-            .iter()
-            .map(|k| format!("{}/{}", k.after_sent, k.published_unmarked))
-            .collect::<Vec<_>>()
-            .join(" "),
-        outcome.deliveries,
-        outcome.duplicates,
-        outcome.requeued,
-        outcome.elapsed,
-    );
+    println!("{MESSAGES} messages, {outcome}");
     assert_exactly_once(&outcome, &ids, &tally, MESSAGES);
     let orders: i64 = db.app().query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).unwrap();
     assert_eq!(orders as u64, MESSAGES, "every business change committed");

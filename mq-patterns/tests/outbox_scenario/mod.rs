@@ -102,6 +102,22 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kills: Vec<_> = self.kills.iter().map(|k| format!("{}/{}", k.after_sent, k.published_unmarked)).collect();
+        write!(
+            f,
+            "{} kills (sent when killed / published and unmarked: {}), {} deliveries, {} re-sends recognised, {} requeued while another consumer held the id, {:.2?}",
+            self.kills.len(),
+            kills.join(" "),
+            self.deliveries,
+            self.duplicates,
+            self.requeued,
+            self.elapsed,
+        )
+    }
+}
+
 /// A fanout exchange for the run into the consumer's queue and a witness queue that nobody
 /// consumes: its length counts every message the broker took, re-sends included. All owned
 /// by the consumer's connection.
